@@ -1,0 +1,25 @@
+import numpy as np
+
+from mlffc.data.storage import SPLITS, read_frames
+from mlffc.data.seeds import seed_molecules
+
+
+def test_seeds_are_closed_shell_chno():
+    seeds = seed_molecules()
+    names = [name for name, _ in seeds]
+    assert len(names) == len(set(names))
+    assert "g2/CH4" in names and "s22/Water_dimer" in names
+    assert "g2/CH3" not in names  # a radical
+    for _, atoms in seeds:
+        assert set(atoms.get_chemical_symbols()) <= {"H", "C", "N", "O"}
+
+
+def test_generated_data_is_labelled_and_split_by_molecule(small_data):
+    frames = read_frames(small_data)
+    assert frames.attrs["teacher"]["name"] == "ani1x"
+    assert frames.attrs["units"]["forces"] == "eV/Angstrom"
+    assert set(frames.sampler.tolist()) >= {"seed", "rattle0.03", "md500K"}
+    groups_by_split = [set(frames.group[frames.split == k].tolist()) for k in range(len(SPLITS))]
+    assert all(groups_by_split)
+    assert not (groups_by_split[0] & groups_by_split[1]) and not (groups_by_split[0] & groups_by_split[2])
+    assert np.isfinite(frames.forces).all() and frames.forces_spread.shape == (frames.natoms.sum(),)

@@ -1,0 +1,5 @@
+"""`python -m mlffc` runs the command line."""
+
+from mlffc.cli import main
+
+main()

@@ -1,0 +1,85 @@
+"""`mlffc check`: an artifact against the teacher's labels and against its own eager student.
+Fails (non-zero exit) when an error exceeds its limit, so CI can gate on it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlffc.compiler import STUDENT_FILE, TOLERANCE, compare_with_eager, frame_graphs, predict_compiled
+from mlffc.data.storage import Frames, read_frames
+from mlffc.errors import MlffcError
+from mlffc.io import atomic_path
+from mlffc.metrics import error_metrics
+from mlffc.runtime import load
+from mlffc.students import load_student
+
+
+@dataclass
+class Limits:
+    force_mae: float = 0.1  # eV/Å, against the teacher
+    energy_mae_per_atom: float = 0.01  # eV/atom, against the teacher
+    compiled_vs_eager_forces: float = TOLERANCE["fp32"]["forces"]  # eV/Å, max abs
+    compiled_vs_eager_energy_per_atom: float = TOLERANCE["fp32"]["energy_per_atom"]  # eV/atom, max abs
+
+
+def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
+    model = load(artifact)
+    frames = read_frames(data).split_named(split)
+    if len(frames) == 0:
+        raise MlffcError(f"{data} has no frames in the '{split}' split")
+    missing = sorted(set(np.unique(frames.numbers).tolist()) - set(model.species))
+    if missing:
+        raise MlffcError(f"{data} holds elements {missing} that the artifact does not support ({model.elements})")
+    energy, forces = predict_compiled(model, frames)
+    vs_teacher = error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
+    student, _ = load_student(Path(artifact) / STUDENT_FILE)
+    vs_eager = compare_with_eager(model, student, frame_graphs(frames, model.cutoff))
+    measured = {
+        "force_mae": vs_teacher["force_mae"],
+        "energy_mae_per_atom": vs_teacher["energy_mae_per_atom"],
+        "compiled_vs_eager_forces": vs_eager["forces"],
+        "compiled_vs_eager_energy_per_atom": vs_eager["energy_per_atom"],
+    }
+    failures = [f"{k} = {measured[k]:.3g} > {getattr(limits, k):.3g}" for k in measured if measured[k] > getattr(limits, k)]
+    if plot is not None:
+        parity_plot(energy, forces, frames, plot, title=f"{Path(artifact).name}: {len(frames)} {split} frames")
+    return {
+        "artifact": str(artifact),
+        "data": str(data),
+        "split": split,
+        "frames": len(frames),
+        "atoms": int(frames.natoms.sum()),
+        "vs_teacher": vs_teacher,
+        "vs_eager": vs_eager,
+        "limits": asdict(limits),
+        "failures": failures,
+        "passed": not failures,
+    }
+
+
+def parity_plot(energy: np.ndarray, forces: np.ndarray, frames: Frames, path: Path, title: str) -> None:
+    """Energy-per-atom and force-component parity of predictions against the teacher's labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    energy = energy / frames.natoms
+    reference = frames.energy / frames.natoms
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, x, y, label in (
+        (axes[0], reference - reference.mean(), energy - reference.mean(), "energy per atom - mean (eV)"),
+        (axes[1], frames.forces.ravel(), forces.ravel(), "force component (eV/Å)"),
+    ):
+        ax.scatter(x, y, s=2, alpha=0.4)
+        lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlabel=f"teacher {label}", ylabel=f"student {label}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

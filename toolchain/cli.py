@@ -1,0 +1,195 @@
+"""The `mlffc` command line: teachers, students, targets, generate, train, compile, check, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mlffc.errors import MlffcError
+from mlffc.progress import console, output as out
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Distil a force-field teacher into a small student and compile it for a target, checked against the teacher.")
+
+
+@app.command()
+def teachers():
+    """List the teachers mlffc can distil from."""
+    from mlffc.teachers import available_teachers
+
+    table = Table("name", "description", title="teachers")
+    for name, description in available_teachers().items():
+        table.add_row(name, description)
+    table.add_row("fennol:PATH.fnx[,PATH...]", "any FeNNol model file (several files: an ensemble of one architecture)")
+    out.print(table)
+
+
+@app.command()
+def students():
+    """List the student architectures with their default parameter counts (H, C, N, O)."""
+    from mlffc.students import STUDENTS, build_student
+
+    table = Table("name", "parameters (defaults, 4 species)", "description", title="students")
+    for name, cls in STUDENTS.items():
+        student = build_student(name, species=[1, 6, 7, 8])
+        table.add_row(name, f"{sum(p.numel() for p in student.parameters()):,}", (cls.__doc__ or "").strip().splitlines()[0])
+    out.print(table)
+
+
+@app.command()
+def targets():
+    """List the compile targets."""
+    from mlffc.targets import TARGETS
+
+    table = Table("name", "device", "backend", "backends", "precision", "passes", "description", title="targets")
+    for t in TARGETS.values():
+        table.add_row(t.name, t.device + (f" {t.arch}" if t.arch else ""), t.backend, ", ".join(t.backends), t.precision, ", ".join(t.passes), t.description)
+    out.print(table)
+
+
+@app.command()
+def generate(
+    out_path: Path = typer.Option(..., "--out", help="HDF5 file to write"),
+    teacher: str = typer.Option("ani1x", help="teacher name or fennol:PATH.fnx"),
+    seed: int = typer.Option(0, help="seed of every sampler"),
+    md_steps: int = typer.Option(80, help="Langevin steps per temperature"),
+    rattles_per_scale: int = typer.Option(6, help="rattled copies per seed and scale"),
+    limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed molecules"),
+    overwrite: bool = typer.Option(False, help="replace an existing file"),
+):
+    """Sample configurations from the seed molecules, label them with the teacher, write HDF5."""
+    from mlffc.data.generate import generate as run_generate
+    from mlffc.data.samplers import SamplingConfig
+    from mlffc.data.seeds import seed_molecules
+    from mlffc.data.storage import write_frames
+    from mlffc.teachers import load_teacher
+
+    if out_path.exists() and not overwrite:
+        raise MlffcError(f"{out_path} exists; pass --overwrite to replace it")
+    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale)
+    seeds = seed_molecules()[:limit]
+    frames = run_generate(seeds, load_teacher(teacher), config)
+    write_frames(out_path, frames)
+    counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
+    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, {len(seeds)} molecules, splits {counts}")
+
+
+@app.command()
+def train(
+    config_path: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML training config (defaults if omitted)"),
+    data: Optional[Path] = typer.Option(None, help="labelled HDF5 (overrides the config's data)"),
+    out_dir: Path = typer.Option(..., "--out", help="run directory: checkpoint, history, loss curve"),
+    epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
+    seed: Optional[int] = typer.Option(None, help="override the config's seed"),
+):
+    """Distil the labels in DATA into a student."""
+    from dataclasses import replace
+
+    from mlffc.trainers import TrainConfig, train as run_train
+
+    config = TrainConfig.from_file(config_path) if config_path else TrainConfig()
+    overrides = {k: v for k, v in {"data": str(data) if data else None, "epochs": epochs, "seed": seed}.items() if v is not None}
+    config = replace(config, **overrides)
+    if not config.data:
+        raise MlffcError("no training data: pass --data or set data in the config")
+    _, result = run_train(config, out_dir)
+    best = result["best"]
+    out.print(f"best epoch {best['epoch']}: val force MAE {best['val_force_mae']:.4f} eV/Å, "
+              f"energy MAE {1e3 * best['val_energy_mae_per_atom']:.2f} meV/atom -> {out_dir / 'student.safetensors'}")
+
+
+@app.command(name="compile")
+def compile_command(
+    student: Optional[Path] = typer.Argument(None, help="student checkpoint (.safetensors)"),
+    target: str = typer.Option("cpu", help="compile target (mlffc targets)"),
+    backend: Optional[str] = typer.Option(None, help="override the target's default backend"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads to build for (default: the target's)"),
+    data: Optional[Path] = typer.Option(None, help="labelled HDF5: accuracy vs the teacher on its test split"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact directory to write"),
+    plan_only: bool = typer.Option(False, "--plan", help="print the pipeline and exit"),
+):
+    """Compile a student for a target into a checked, self-describing artifact."""
+    from mlffc.compiler import compile_student, plan, resolve_target
+
+    resolved = resolve_target(target, backend, threads)
+    if plan_only:
+        for k, step in enumerate(plan(resolved), 1):
+            out.print(f"{k}. {step}")
+        return
+    if student is None or out_dir is None:
+        raise MlffcError("compile needs a STUDENT checkpoint and --out (or --plan)")
+    manifest = compile_student(student, resolved, out_dir, data)
+    _print_manifest(manifest)
+
+
+@app.command()
+def check(
+    artifact: Path = typer.Argument(..., help="artifact directory"),
+    data: Path = typer.Option(..., help="labelled HDF5 to check against"),
+    split: str = typer.Option("test", help="split of DATA to use"),
+    max_force_mae: float = typer.Option(0.1, help="eV/Å"),
+    max_energy_mae: float = typer.Option(0.01, help="eV/atom"),
+    plot: Optional[Path] = typer.Option(None, help="write a parity plot (PNG)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
+):
+    """Compare an artifact with the teacher's labels and with its eager student; exit 1 on failure."""
+    from mlffc.check import Limits, check_artifact
+    from mlffc.io import write_json
+
+    report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
+    if json_path:
+        write_json(json_path, report)
+    _print_check(report)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
+    fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
+):
+    """The whole pipeline on the bundled ANI-1x teacher: generate, train, compile for cpu, check, report."""
+    from mlffc.demo import run_demo
+
+    report = run_demo(workdir, fresh)
+    if not report["check"]["passed"]:
+        raise typer.Exit(1)
+
+
+def _print_manifest(manifest: dict) -> None:
+    table = Table("", "", title=f"artifact for {manifest['target']['name']} ({manifest['backend']['name']})", show_header=False)
+    eager = manifest["accuracy"]["vs_eager"]
+    table.add_row("compiled vs eager", f"max |dF| {eager['max_abs_forces']:.2e} eV/Å, max |dE| {eager['max_abs_energy_per_atom']:.2e} eV/atom")
+    teacher = manifest["accuracy"].get("vs_teacher")
+    if teacher:
+        table.add_row("vs teacher (test)", f"force MAE {teacher['force_mae']:.4f} eV/Å, energy MAE {1e3 * teacher['energy_mae_per_atom']:.2f} meV/atom")
+    speed = manifest["speed"]
+    table.add_row(f"speed, {speed['atoms']} atoms", f"compiled {speed['compiled_ms']:.2f} ms, eager {speed['eager_ms']:.2f} ms ({speed['speedup_vs_eager']:.1f}x)")
+    table.add_row("compile time", f"{manifest['compile_seconds']:.0f} s")
+    out.print(table)
+
+
+def _print_check(report: dict) -> None:
+    t, e = report["vs_teacher"], report["vs_eager"]
+    table = Table("metric", "value", "limit", title=f"check {report['artifact']} on {report['frames']} {report['split']} frames")
+    limits = report["limits"]
+    table.add_row("force MAE vs teacher", f"{t['force_mae']:.4f} eV/Å", f"{limits['force_mae']:.4f}")
+    table.add_row("force RMSE vs teacher", f"{t['force_rmse']:.4f} eV/Å", "")
+    table.add_row("energy MAE vs teacher", f"{1e3 * t['energy_mae_per_atom']:.2f} meV/atom", f"{1e3 * limits['energy_mae_per_atom']:.2f}")
+    table.add_row("compiled vs eager, forces", f"{e['forces']:.2e} eV/Å", f"{limits['compiled_vs_eager_forces']:.1e}")
+    table.add_row("compiled vs eager, energy", f"{e['energy_per_atom']:.2e} eV/atom", f"{limits['compiled_vs_eager_energy_per_atom']:.1e}")
+    out.print(table)
+    out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
+
+
+def main() -> None:
+    try:
+        app()
+    except MlffcError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)

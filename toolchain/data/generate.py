@@ -1,0 +1,108 @@
+"""Generate configurations from seeds, label them with a teacher, split by molecule."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict
+
+import numpy as np
+from ase import Atoms
+
+from mlffc.data.samplers import SamplingConfig, gas_md, rattle
+from mlffc.data.storage import SPLITS, Frames
+from mlffc.progress import progress_bar
+from mlffc.structures import closest_pair
+from mlffc.teachers import Teacher
+from mlffc.units import UNITS
+
+LABEL_BATCH_ATOMS = 2048
+
+
+def sample_configurations(
+    seeds: list[tuple[str, Atoms]], teacher: Teacher, config: SamplingConfig
+) -> list[tuple[str, str, Atoms]]:
+    """(group, sampler, structure) for every kept configuration. Rattles use one RNG stream per
+    seed (from config.seed and the group name); MD runs all seeds together, one run per temperature."""
+    sampled = []
+    for group, atoms in seeds:
+        rng = np.random.default_rng([config.seed, zlib.crc32(group.encode())])
+        sampled.append((group, "seed", atoms.copy()))
+        for scale in config.rattle_scales:
+            sampled += [(group, f"rattle{scale:g}", f) for f in rattle(atoms, scale, config.rattles_per_scale, rng)]
+    calculator = teacher.calculator()
+    with progress_bar() as progress:
+        task = progress.add_task("teacher MD", total=len(config.md_temperatures), status="")
+        for temperature in config.md_temperatures:
+            progress.update(task, status=f"{temperature:g} K, {len(seeds)} molecules")
+            rng = np.random.default_rng([config.seed, int(temperature)])
+            trajectories = gas_md([atoms for _, atoms in seeds], calculator, temperature, config, rng)
+            for (group, _), frames in zip(seeds, trajectories):
+                sampled += [(group, f"md{temperature:g}K", f) for f in frames]
+            progress.advance(task)
+    return [(group, sampler, f) for group, sampler, f in sampled if closest_pair(f, config.min_distance) is None]
+
+
+def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
+    structures = [atoms for _, _, atoms in sampled]
+    parts = []
+    with progress_bar() as progress:
+        task = progress.add_task("labelling", total=len(structures), status=teacher.info.name)
+        start = 0
+        while start < len(structures):
+            stop, size = start, 0
+            while stop < len(structures) and (size == 0 or size + len(structures[stop]) <= LABEL_BATCH_ATOMS):
+                size += len(structures[stop])
+                stop += 1
+            parts.append(teacher.compute(structures[start:stop]))
+            progress.advance(task, stop - start)
+            start = stop
+    natoms = np.concatenate([p.natoms for p in parts])
+
+    def joined(name):
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return Frames(
+        natoms=natoms,
+        numbers=np.concatenate([a.numbers for a in structures]).astype(np.uint8),
+        positions=np.concatenate([a.positions for a in structures]),
+        cell=np.stack([a.cell.array for a in structures]),
+        pbc=np.stack([a.pbc for a in structures]),
+        energy=joined("energy"),
+        forces=joined("forces"),
+        stress=joined("stress"),
+        energy_spread=joined("energy_spread"),
+        forces_spread=joined("forces_spread"),
+        group=np.array([g for g, _, _ in sampled]),
+        sampler=np.array([s for _, s, _ in sampled]),
+        split=np.zeros(len(natoms), dtype=np.uint8),
+    )
+
+
+def split_by_group(groups: np.ndarray, fractions: tuple[float, float], seed: int) -> np.ndarray:
+    """Split codes (0 train, 1 val, 2 test) assigned per group, so a molecule never straddles splits."""
+    names = sorted(set(groups.tolist()))
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_val = max(1, round(fractions[0] * len(names)))
+    n_test = max(1, round(fractions[1] * len(names)))
+    code = {}
+    for rank, k in enumerate(order):
+        code[names[k]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
+    return np.array([code[g] for g in groups.tolist()], dtype=np.uint8)
+
+
+def generate(
+    seeds: list[tuple[str, Atoms]],
+    teacher: Teacher,
+    config: SamplingConfig,
+    holdout: tuple[float, float] = (0.1, 0.1),
+) -> Frames:
+    frames = label(sample_configurations(seeds, teacher, config), teacher)
+    frames.split = split_by_group(frames.group, holdout, config.seed)
+    frames.attrs = {
+        "units": UNITS,
+        "teacher": asdict(teacher.info),
+        "sampler": asdict(config),
+        "splits": {name: sorted(set(frames.group[frames.split == k].tolist())) for k, name in enumerate(SPLITS)},
+    }
+    return frames

@@ -1,0 +1,75 @@
+"""Batches of graphs for training and evaluation: neighbour lists computed once per frame, batches
+packed by total atom count so a batch costs about the same whatever the molecule sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mlffc.data.storage import Frames
+from mlffc.graph import Graph, neighbour_list
+
+
+@dataclass
+class Batch:
+    graph: Graph
+    energy: torch.Tensor  # [B] float64, eV
+    forces: torch.Tensor  # [N, 3] float32, eV/Å
+    natoms: torch.Tensor  # [B] float64
+
+
+class GraphDataset:
+    """Frames with cached neighbour lists for one cutoff."""
+
+    def __init__(self, frames: Frames, cutoff: float):
+        self.frames = frames
+        self.offsets = frames.offsets
+        self.edges, self.shifts = [], []
+        for k in range(len(frames)):
+            start, stop = self.offsets[k], self.offsets[k + 1]
+            periodic = bool(frames.pbc[k].all())
+            i, j, s = neighbour_list(frames.positions[start:stop], frames.cell[k], periodic, cutoff)
+            self.edges.append(np.stack([i, j]))
+            self.shifts.append(s)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def batch(self, indices) -> Batch:
+        f = self.frames
+        atom_slices = [slice(self.offsets[k], self.offsets[k + 1]) for k in indices]
+        natoms = f.natoms[indices]
+        starts = np.concatenate([[0], np.cumsum(natoms)[:-1]])
+        periodic = f.pbc[indices].all(axis=1)
+        cells = np.where(periodic[:, None, None], f.cell[indices], 0.0)
+        graph = Graph(
+            positions=torch.from_numpy(np.concatenate([f.positions[s] for s in atom_slices]).astype(np.float32)),
+            species=torch.from_numpy(np.concatenate([f.numbers[s] for s in atom_slices]).astype(np.int64)),
+            edge_index=torch.from_numpy(np.concatenate([self.edges[k] + o for k, o in zip(indices, starts)], axis=1)),
+            shifts=torch.from_numpy(np.concatenate([self.shifts[k] for k in indices])),
+            cell=torch.from_numpy(cells.astype(np.float32)),
+            batch=torch.from_numpy(np.repeat(np.arange(len(indices)), natoms)),
+        )
+        return Batch(
+            graph=graph,
+            energy=torch.from_numpy(f.energy[indices].astype(np.float64)),
+            forces=torch.from_numpy(np.concatenate([f.forces[s] for s in atom_slices]).astype(np.float32)),
+            natoms=torch.from_numpy(natoms.astype(np.float64)),
+        )
+
+    def batches(self, max_atoms: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+        """Index batches of at most max_atoms atoms (a larger frame goes alone); shuffled if rng is given."""
+        order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
+        groups, current, size = [], [], 0
+        for k in order:
+            n = int(self.frames.natoms[k])
+            if current and size + n > max_atoms:
+                groups.append(np.array(current))
+                current, size = [], 0
+            current.append(k)
+            size += n
+        if current:
+            groups.append(np.array(current))
+        return groups

@@ -1,0 +1,90 @@
+"""Configuration samplers: Gaussian rattling and teacher-driven Langevin MD (ASE), all seeded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixCom
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+from mlffc.errors import MlffcError
+from mlffc.structures import closest_pair
+
+
+GAS_GAP = 12.0  # Å between molecules in gas_md: beyond any teacher's cutoff
+
+
+@dataclass
+class SamplingConfig:
+    rattle_scales: tuple[float, ...] = (0.03, 0.06, 0.12)  # Å, Gaussian displacement std
+    rattles_per_scale: int = 6
+    md_temperatures: tuple[float, ...] = (300.0, 800.0)  # K
+    md_steps: int = 80
+    md_interval: int = 8  # keep every md_interval-th frame
+    md_timestep: float = 0.5  # fs
+    md_friction: float = 0.02  # 1/fs
+    min_distance: float = 0.6  # Å: closer pairs are dropped as unphysical
+    seed: int = 0
+
+
+def rattle(atoms: Atoms, scale: float, count: int, rng: np.random.Generator) -> list[Atoms]:
+    frames = []
+    for _ in range(count):
+        frame = atoms.copy()
+        frame.positions = atoms.positions + rng.normal(0.0, scale, atoms.positions.shape)
+        frames.append(frame)
+    return frames
+
+
+def gas_md(
+    molecules: list[Atoms], calculator: Calculator, temperature: float, config: SamplingConfig, rng: np.random.Generator
+) -> list[list[Atoms]]:
+    """Langevin MD of all molecules at once, placed on a grid farther apart than any cutoff so
+    they do not interact: one teacher call per step for the whole set. Langevin friction acts per
+    atom, so each molecule is thermostatted on its own. Returns every md_interval-th frame of
+    each molecule; a molecule that collapses (two atoms nearer than config.min_distance, which a
+    teacher outside its domain can cause) leaves the run, its earlier frames kept."""
+    spacing = max(np.ptp(m.positions, axis=0).max() for m in molecules) + GAS_GAP
+    side = int(np.ceil(len(molecules) ** (1 / 3)))
+    corners = [spacing * np.array([k % side, (k // side) % side, k // side**2]) for k in range(len(molecules))]
+    positions = {k: m.positions - m.positions.mean(axis=0) + corners[k] for k, m in enumerate(molecules)}
+    velocities: dict[int, np.ndarray] = {}
+    frames: list[list[Atoms]] = [[] for _ in molecules]
+    alive = list(range(len(molecules)))
+    for _ in range(config.md_steps // config.md_interval):
+        system = Atoms(numbers=np.concatenate([molecules[k].numbers for k in alive]),
+                       positions=np.concatenate([positions[k] for k in alive]))
+        system.set_constraint(FixCom())
+        system.calc = calculator
+        if velocities:
+            system.set_velocities(np.concatenate([velocities[k] for k in alive]))
+        else:
+            thermalize_momenta(system, temperature_K=temperature, rng=rng)
+            Stationary(system)
+        dynamics = Langevin(system, timestep=config.md_timestep * units.fs, temperature_K=temperature,
+                            friction=config.md_friction / units.fs, fixcm=False, rng=rng)
+        try:
+            dynamics.run(config.md_interval)
+            failure = None
+        except MlffcError as error:  # the teacher refused a collapsed molecule: found below
+            failure = error
+        starts = np.cumsum([0] + [len(molecules[k]) for k in alive])
+        survivors = []
+        for slot, k in enumerate(alive):
+            atoms_slice = slice(starts[slot], starts[slot + 1])
+            positions[k] = system.positions[atoms_slice].copy()
+            velocities[k] = system.get_velocities()[atoms_slice]
+            frame = Atoms(numbers=molecules[k].numbers, positions=positions[k] - corners[k])
+            if closest_pair(frame, config.min_distance) is None:
+                frames[k].append(frame)
+                survivors.append(k)
+        if failure is not None and len(survivors) == len(alive):
+            raise failure
+        alive = survivors
+        if not alive:
+            break
+    return frames

@@ -1,0 +1,163 @@
+"""Labelled frames in memory and in HDF5 (format `mlffc-dataset`, version 1; spec in docs/data-format.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+from ase import Atoms
+
+from mlffc.errors import MlffcError
+from mlffc.io import atomic_path
+
+FORMAT = "mlffc-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+PER_FRAME = ("natoms", "cell", "pbc", "energy", "stress", "energy_spread", "group", "split", "sampler")
+PER_ATOM = ("numbers", "positions", "forces", "forces_spread")
+OPTIONAL = ("stress", "energy_spread", "forces_spread")
+_STRINGS = ("group", "sampler")
+
+
+@dataclass
+class Frames:
+    """B labelled frames; per-atom arrays are concatenated (N = natoms.sum()), float64 in eV and Å."""
+
+    natoms: np.ndarray
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    energy: np.ndarray
+    forces: np.ndarray
+    group: np.ndarray
+    split: np.ndarray
+    sampler: np.ndarray
+    stress: np.ndarray | None = None
+    energy_spread: np.ndarray | None = None
+    forces_spread: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.natoms)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.natoms)]).astype(np.int64)
+
+    def atoms(self, k: int) -> Atoms:
+        start, stop = self.offsets[k], self.offsets[k + 1]
+        return Atoms(numbers=self.numbers[start:stop], positions=self.positions[start:stop], cell=self.cell[k], pbc=self.pbc[k])
+
+    def select(self, indices) -> "Frames":
+        indices = np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        offsets = self.offsets
+        atom_index = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in indices]) if len(indices) else np.zeros(0, int)
+        picked = {}
+        for name in PER_FRAME:
+            value = getattr(self, name)
+            picked[name] = None if value is None else value[indices]
+        for name in PER_ATOM:
+            value = getattr(self, name)
+            picked[name] = None if value is None else value[atom_index]
+        return Frames(**picked, attrs=dict(self.attrs))
+
+    def split_named(self, name: str) -> "Frames":
+        return self.select(self.split == SPLITS.index(name))
+
+    @staticmethod
+    def concatenate(parts: list["Frames"]) -> "Frames":
+        merged = {}
+        for f in fields(Frames):
+            if f.name == "attrs":
+                continue
+            values = [getattr(p, f.name) for p in parts]
+            merged[f.name] = None if any(v is None for v in values) else np.concatenate(values)
+        return Frames(**merged, attrs=dict(parts[0].attrs) if parts else {})
+
+
+def content_sha256(frames: Frames) -> str:
+    """Hash of the arrays (not the HDF5 container), stored in the file and checked on read."""
+    digest = hashlib.sha256()
+    for name in PER_FRAME + PER_ATOM:
+        value = getattr(frames, name)
+        if value is not None:
+            digest.update(name.encode())
+            if name in _STRINGS:
+                digest.update("\x00".join(map(str, value.tolist())).encode())
+            else:
+                digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def check_frames(frames: Frames) -> None:
+    """Refuse frames whose arrays are missing or disagree in length before anything is written."""
+    frame_count, atom_count = len(frames.natoms), int(np.sum(frames.natoms))
+    for name in PER_FRAME + PER_ATOM:
+        value = getattr(frames, name)
+        if value is None:
+            if name not in OPTIONAL:
+                raise MlffcError(f"frames lack the required array '{name}'")
+            continue
+        expected = frame_count if name in PER_FRAME else atom_count
+        if len(value) != expected:
+            raise MlffcError(f"array '{name}' has {len(value)} rows, expected {expected}")
+
+
+def write_frames(path: str | Path, frames: Frames) -> None:
+    """Write atomically (temporary file, then rename): a reader never sees half a file."""
+    check_frames(frames)
+    strings = h5py.string_dtype("utf-8")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs["format"] = FORMAT
+            handle.attrs["format_version"] = FORMAT_VERSION
+            for key, value in frames.attrs.items():
+                handle.attrs[key] = json.dumps(value)
+            handle.attrs["content_sha256"] = content_sha256(frames)
+            handle.create_dataset("offsets", data=frames.offsets)
+            for name in PER_FRAME + PER_ATOM:
+                value = getattr(frames, name)
+                if value is None:
+                    continue
+                if name in _STRINGS:
+                    handle.create_dataset(name, data=value.astype(object), dtype=strings)
+                else:
+                    handle.create_dataset(name, data=value, compression="gzip" if value.size > 4096 else None)
+
+
+def read_frames(path: str | Path, verify: bool = True) -> Frames:
+    path = Path(path)
+    if not path.is_file():
+        raise MlffcError(f"dataset not found: {path}")
+    try:
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") != FORMAT:
+                raise MlffcError(f"{path} is not an {FORMAT} file (format attribute: {handle.attrs.get('format')!r})")
+            version = int(handle.attrs["format_version"])
+            if version > FORMAT_VERSION:
+                raise MlffcError(f"{path} has format version {version}; this mlffc reads up to {FORMAT_VERSION}: upgrade mlffc")
+            arrays = {}
+            for name in PER_FRAME + PER_ATOM:
+                if name in handle:
+                    data = handle[name][()]
+                    arrays[name] = np.array([s.decode() if isinstance(s, bytes) else s for s in data]) if name in _STRINGS else data
+                elif name not in OPTIONAL:
+                    raise MlffcError(f"{path}: required dataset '{name}' is missing")
+            reserved = {"format", "format_version", "content_sha256"}
+            attrs = {k: json.loads(v) for k, v in handle.attrs.items() if k not in reserved}
+            stored_hash = handle.attrs.get("content_sha256")
+    except MlffcError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise MlffcError(f"{path} is corrupt or truncated: {exc}") from exc
+    frames = Frames(**arrays, attrs=attrs)
+    if verify and stored_hash != content_sha256(frames):
+        raise MlffcError(f"{path}: content hash mismatch; the file was modified or is corrupt")
+    return frames

@@ -1,0 +1,72 @@
+"""The one graph input every student, compiler and runtime shares.
+
+A batch of B structures with N atoms and E directed edges (both i->j and j->i):
+  positions  [N, 3] float32, Å
+  species    [N]    int64, atomic numbers
+  edge_index [2, E] int64, row 0 the centre atom i, row 1 its neighbour j, sorted by i
+  shifts     [E, 3] float32, integer cell shifts S: r_ij = x_j - x_i + S @ cell[batch[i]]
+  cell       [B, 3, 3] float32, Å (zeros for a non-periodic structure)
+  batch      [N]    int64, structure index of each atom
+Neighbour lists come from vesin, outside the model, so every runtime feeds the same graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from vesin import NeighborList
+
+GRAPH_INPUTS = ("positions", "species", "edge_index", "shifts", "cell", "batch")
+
+
+@dataclass
+class Graph:
+    positions: torch.Tensor
+    species: torch.Tensor
+    edge_index: torch.Tensor
+    shifts: torch.Tensor
+    cell: torch.Tensor
+    batch: torch.Tensor
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.cell.shape[0])
+
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, name) for name in GRAPH_INPUTS)
+
+    def to(self, device) -> "Graph":
+        return Graph(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def neighbour_list(positions: np.ndarray, cell: np.ndarray, periodic: bool, cutoff: float):
+    """Full, centre-sorted neighbour list: (i, j, integer shifts)."""
+    box = cell if periodic else np.zeros((3, 3))
+    i, j, shifts = NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, periodic, "ijS")
+    order = np.lexsort((j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order].astype(np.float32)
+
+
+def build_graph(structures: Sequence[Atoms], cutoff: float) -> Graph:
+    """Batch ASE structures into one Graph (positions and cells cast to float32)."""
+    edges, shifts, offset = [], [], 0
+    for atoms in structures:
+        periodic = bool(atoms.pbc.all())
+        i, j, s = neighbour_list(atoms.positions, atoms.cell.array, periodic, cutoff)
+        edges.append(np.stack([i, j]) + offset)
+        shifts.append(s)
+        offset += len(atoms)
+    natoms = [len(a) for a in structures]
+    cells = [a.cell.array if a.pbc.all() else np.zeros((3, 3)) for a in structures]
+    return Graph(
+        positions=torch.from_numpy(np.concatenate([a.positions for a in structures]).astype(np.float32)),
+        species=torch.from_numpy(np.concatenate([a.numbers for a in structures]).astype(np.int64)),
+        edge_index=torch.from_numpy(np.concatenate(edges, axis=1)),
+        shifts=torch.from_numpy(np.concatenate(shifts)),
+        cell=torch.from_numpy(np.stack(cells).astype(np.float32)),
+        batch=torch.from_numpy(np.repeat(np.arange(len(structures), dtype=np.int64), natoms)),
+    )

@@ -1,0 +1,69 @@
+"""Checks every structure passes before a teacher, a student or an artifact sees it."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from mlffc.errors import MlffcError
+
+MIN_DISTANCE = 0.1  # Å: closer atoms are a units or generation error, not chemistry
+
+
+def check_structures(
+    structures: Sequence[Atoms], elements: Iterable[str] | None = None, allow_periodic: bool = True
+) -> None:
+    """Raise MlffcError naming the first bad structure: wrong type, NaN/inf, unsupported element,
+    partial periodicity, degenerate cell or atoms on top of each other."""
+    allowed = None if elements is None else set(elements)
+    for index, atoms in enumerate(structures):
+        where = f"structure {index} ({atoms.get_chemical_formula() if isinstance(atoms, Atoms) else type(atoms).__name__})"
+        if not isinstance(atoms, Atoms):
+            raise MlffcError(f"{where}: expected an ase.Atoms object")
+        if len(atoms) == 0:
+            raise MlffcError(f"{where}: has no atoms")
+        positions = atoms.positions
+        if not np.all(np.isfinite(positions)):
+            bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
+            raise MlffcError(f"{where}: position of atom {bad} is NaN or infinite")
+        if allowed is not None:
+            unknown = sorted({s for s in atoms.get_chemical_symbols() if s not in allowed}, key=chemical_symbols.index)
+            if unknown:
+                raise MlffcError(
+                    f"{where}: element {', '.join(unknown)} is not supported (supported: {', '.join(sorted(allowed, key=chemical_symbols.index))})"
+                )
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        if pbc.any() and not pbc.all():
+            raise MlffcError(f"{where}: partial periodicity pbc={pbc.tolist()} is not supported; use all or none")
+        if pbc.all():
+            if not allow_periodic:
+                raise MlffcError(f"{where}: periodic cells are not supported by this model")
+            if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
+                raise MlffcError(f"{where}: periodic but the cell has zero volume")
+        if len(atoms) > 1:
+            _check_min_distance(atoms, where)
+
+
+def closest_pair(atoms: Atoms, within: float) -> tuple[int, int, float] | None:
+    """The closest pair of atoms nearer than `within` Å (periodic images included), or None."""
+    from vesin import NeighborList
+
+    periodic = bool(atoms.pbc.all())
+    box = atoms.cell.array if periodic else np.zeros((3, 3))
+    i, j, d = NeighborList(cutoff=within, full_list=False).compute(atoms.positions, box, periodic, "ijd")
+    if not len(d):
+        return None
+    k = int(np.argmin(d))
+    return int(i[k]), int(j[k]), float(d[k])
+
+
+def _check_min_distance(atoms: Atoms, where: str) -> None:
+    pair = closest_pair(atoms, MIN_DISTANCE)
+    if pair is not None:
+        raise MlffcError(
+            f"{where}: atoms {pair[0]} and {pair[1]} are {pair[2]:.3g} Å apart; "
+            "positions must be in Å and atoms must not overlap"
+        )

@@ -1,0 +1,103 @@
+"""What every student shares: the species table, per-species reference energies, energy
+accumulation in float64, and one autograd path for forces and stress.
+
+A student implements `atomic_energies(vectors, species_index, edge_index)`; energies depend on
+positions only through edge vectors r_ij, so forces and the virial both come from dE/dr_ij.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import nn
+
+MAX_Z = 119
+
+
+class Student(nn.Module):
+    """Base class: per-atom energy E0[z] + scale * student(z, environment), summed in float64."""
+
+    name: str = ""
+
+    def __init__(self, species: list[int], cutoff: float):
+        super().__init__()
+        self.species = [int(z) for z in species]
+        self.cutoff = float(cutoff)
+        table = torch.full((MAX_Z,), -1, dtype=torch.int64)
+        table[torch.tensor(self.species)] = torch.arange(len(self.species))
+        self.register_buffer("species_index", table)
+        self.register_buffer("atomic_reference", torch.zeros(len(self.species), dtype=torch.float64))
+        self.register_buffer("energy_scale", torch.ones((), dtype=torch.float32))
+        # Mean neighbours per atom in the training data: normalises sums over neighbours.
+        self.register_buffer("avg_neighbours", torch.full((), 10.0))
+
+    @abstractmethod
+    def atomic_energies(self, vectors: torch.Tensor, z: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Dimensionless per-atom energies [N] from edge vectors [E, 3] and species indices [N]."""
+
+    def config(self) -> dict:
+        """Constructor arguments: enough to rebuild the module before loading weights."""
+        return {"species": self.species, "cutoff": self.cutoff}
+
+    def calibrate(self, graphs: list) -> None:
+        """Set data-dependent constants (e.g. feature scales) from training graphs before training."""
+
+    def edge_vectors(self, positions, edge_index, shifts, cell, batch) -> torch.Tensor:
+        i, j = edge_index[0], edge_index[1]
+        offsets = torch.bmm(shifts.unsqueeze(1), cell[batch[i]]).squeeze(1)
+        return positions[j] - positions[i] + offsets
+
+    def forward(self, positions, species, edge_index, shifts, cell, batch):
+        """Energy [B] (float64, eV), forces [N, 3] (eV/Å) and stress [B, 3, 3] (eV/Å³, zero
+        where the cell is zero) in one function, so one captured graph holds all three."""
+        i, j = edge_index[0], edge_index[1]
+        vectors = self.edge_vectors(positions, edge_index, shifts, cell, batch)
+        if not vectors.requires_grad:
+            vectors.requires_grad_(True)
+        z = self.species_index[species]
+        atomic = self.atomic_energies(vectors, z, edge_index) * self.energy_scale
+        atomic = atomic.to(torch.float64) + self.atomic_reference[z]
+        energy = torch.zeros(cell.shape[0], dtype=torch.float64, device=positions.device).index_add(0, batch, atomic)
+        (dE_dr,) = torch.autograd.grad(energy.sum(), vectors, create_graph=self.training)
+        forces = torch.zeros_like(positions).index_add(0, i, dE_dr).index_add(0, j, -dE_dr)
+        edge_virial = (dE_dr.unsqueeze(2) * vectors.unsqueeze(1)).reshape(-1, 9)
+        virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
+        virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
+        volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
+        stress = virial / torch.where(volume > 0, volume, torch.ones_like(volume)).reshape(-1, 1, 1)
+        return energy, forces, stress
+
+
+class PolynomialCutoff(nn.Module):
+    """Smooth envelope, 1 at r=0 and zero with two derivatives at the cutoff (p=6, as in DimeNet)."""
+
+    def __init__(self, cutoff: float, p: int = 6):
+        super().__init__()
+        self.cutoff, self.p = cutoff, p
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        p, x = self.p, r / self.cutoff
+        envelope = 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
+        return envelope * (x < 1)
+
+
+class BesselBasis(nn.Module):
+    """sqrt(2/rc) sin(n pi r / rc) / r, n = 1..num_basis: the radial basis of DimeNet/nequip."""
+
+    def __init__(self, cutoff: float, num_basis: int):
+        super().__init__()
+        self.register_buffer("frequencies", torch.arange(1, num_basis + 1, dtype=torch.float32) * torch.pi / cutoff)
+        self.prefactor = (2.0 / cutoff) ** 0.5
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return self.prefactor * torch.sin(self.frequencies * r) / r
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if k < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)

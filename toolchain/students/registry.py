@@ -1,0 +1,50 @@
+"""Student architectures by name, and checkpoints: one safetensors file holding the weights and,
+in its metadata, the architecture name and full config (no pickled classes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlffc.errors import MlffcError
+from mlffc.io import atomic_path
+from mlffc.students.base import Student
+from mlffc.students.moment import MomentStudent
+
+STUDENTS: dict[str, type[Student]] = {cls.name: cls for cls in (MomentStudent,)}
+
+
+def build_student(name: str, **config) -> Student:
+    if name not in STUDENTS:
+        raise MlffcError(f"unknown student architecture '{name}'; available: {', '.join(STUDENTS)}")
+    return STUDENTS[name](**config)
+
+
+def save_student(student: Student, path: str | Path, extra: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    metadata = {"architecture": student.name, "config": json.dumps(student.config()), "extra": json.dumps(extra or {})}
+    state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def load_student(path: str | Path) -> tuple[Student, dict]:
+    """The student (eval mode) and the extra metadata saved with it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlffcError(f"student checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise MlffcError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
+    if "architecture" not in metadata:
+        raise MlffcError(f"{path} is not an mlffc student checkpoint (no architecture in its metadata)")
+    student = build_student(metadata["architecture"], **json.loads(metadata["config"]))
+    student.load_state_dict(state)
+    return student.eval(), json.loads(metadata.get("extra", "{}"))
