@@ -83,3 +83,17 @@ def test_unknown_teacher_name():
 def test_not_an_atoms_object(teacher):
     with pytest.raises(MlffcError, match="expected an ase.Atoms"):
         teacher.compute([np.zeros((3, 3))])
+
+
+def test_per_member_forces_give_the_same_mean(teacher):
+    from mlffc.teachers.fennol import FennolTeacher
+    from mlffc.teachers.registry import bundled_ani1x
+
+    atoms = molecule("CH3CONH2")
+    atoms.rattle(0.05, seed=2)
+    members = FennolTeacher(bundled_ani1x(), name="ani1x", force_spread=True).compute([atoms])
+    merged = teacher.compute([atoms])
+    np.testing.assert_allclose(members.forces, merged.forces, atol=1e-8)
+    assert members.energy[0] == pytest.approx(merged.energy[0], abs=1e-8)
+    assert members.forces_spread.shape == (len(atoms),) and (members.forces_spread > 0).all()
+    assert merged.forces_spread is None

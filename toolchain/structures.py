@@ -20,7 +20,7 @@ def check_structures(
     partial periodicity, degenerate cell or atoms on top of each other."""
     allowed = None if elements is None else set(elements)
     for index, atoms in enumerate(structures):
-        where = f"structure {index} ({atoms.get_chemical_formula() if isinstance(atoms, Atoms) else type(atoms).__name__})"
+        where = _Where(index, atoms)
         if not isinstance(atoms, Atoms):
             raise MlffcError(f"{where}: expected an ase.Atoms object")
         if len(atoms) == 0:
@@ -47,15 +47,30 @@ def check_structures(
             _check_min_distance(atoms, where)
 
 
+class _Where:
+    """'structure K (FORMULA)', formatted only when an error needs it."""
+
+    def __init__(self, index: int, atoms):
+        self.index, self.atoms = index, atoms
+
+    def __str__(self) -> str:
+        name = self.atoms.get_chemical_formula() if isinstance(self.atoms, Atoms) else type(self.atoms).__name__
+        return f"structure {self.index} ({name})"
+
+
 def closest_pair(atoms: Atoms, within: float) -> tuple[int, int, float] | None:
     """The closest pair of atoms nearer than `within` Å (periodic images included), or None."""
     from vesin import NeighborList
 
     periodic = bool(atoms.pbc.all())
     box = atoms.cell.array if periodic else np.zeros((3, 3))
-    i, j, d = NeighborList(cutoff=within, full_list=False).compute(atoms.positions, box, periodic, "ijd")
-    if not len(d):
+    # vesin's cell list has cells of the cutoff's size: a tiny cutoff means millions of cells
+    search = max(within, 2.0)
+    i, j, d = NeighborList(cutoff=search, full_list=False).compute(atoms.positions, box, periodic, "ijd")
+    close = d < within
+    if not close.any():
         return None
+    i, j, d = i[close], j[close], d[close]
     k = int(np.argmin(d))
     return int(i[k]), int(j[k]), float(d[k])
 

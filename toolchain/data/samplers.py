@@ -20,7 +20,7 @@ GAS_GAP = 12.0  # Å between molecules in gas_md: beyond any teacher's cutoff
 
 @dataclass
 class SamplingConfig:
-    rattle_scales: tuple[float, ...] = (0.03, 0.06, 0.12)  # Å, Gaussian displacement std
+    rattle_scales: tuple[float, ...] = (0.02, 0.05, 0.08)  # Å, Gaussian displacement std
     rattles_per_scale: int = 6
     md_temperatures: tuple[float, ...] = (300.0, 800.0)  # K
     md_steps: int = 80

@@ -23,9 +23,14 @@ def file_sha256(path: Path) -> str:
 
 
 class FennolTeacher(Teacher):
-    """Mean (and spread) of one or more FeNNol `.fnx` networks sharing one architecture."""
+    """Mean (and spread) of one or more FeNNol `.fnx` networks sharing one architecture.
 
-    def __init__(self, paths: Sequence[str | Path], name: str, float64: bool = True):
+    The members' energies come from one vmapped call, and forces from one gradient of their mean,
+    so work that does not depend on the weights (the graph, ANI's AEV and its backward) runs
+    once: the 8-network ANI-1x costs ~1.5 networks. Per-member forces (`force_spread=True`) need
+    one backward per member and cost ~4x more."""
+
+    def __init__(self, paths: Sequence[str | Path], name: str, float64: bool = True, force_spread: bool = False):
         paths = [Path(p) for p in paths]
         missing = [str(p) for p in paths if not p.is_file()]
         if not paths or missing:
@@ -49,7 +54,11 @@ class FennolTeacher(Teacher):
         self._dtype = np.float64 if float64 else np.float32
         self._to_ev = HARTREE_TO_EV / reference.Ha_to_model_energy
         self._variables = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[m.variables for m in models])
-        self._energy_forces = jax.jit(jax.vmap(lambda v, x: reference._energy_and_forces(v, x)[:2], in_axes=(0, None)))
+        self._force_spread = force_spread
+        if force_spread:
+            self._energy_forces = jax.jit(jax.vmap(lambda v, x: reference._energy_and_forces(v, x)[:2], in_axes=(0, None)))
+        else:
+            self._energy_forces = jax.jit(_mean_energy_and_forces(reference))
         self._energy_forces_virial = jax.jit(
             jax.vmap(lambda v, x: reference._energy_and_forces_and_virial(v, x)[:3], in_axes=(0, None))
         )
@@ -88,7 +97,7 @@ class FennolTeacher(Teacher):
             forces=np.concatenate(forces),
             stress=stress if periodic else None,
             energy_spread=energy_spread if self.info.capabilities.uncertainty else None,
-            forces_spread=np.concatenate(forces_spread) if self.info.capabilities.uncertainty else None,
+            forces_spread=np.concatenate(forces_spread) if self.info.capabilities.uncertainty and self._force_spread else None,
         )
 
     def _compute_chunk(self, structures: list[Atoms]):
@@ -117,11 +126,31 @@ class FennolTeacher(Teacher):
             e, f = self._energy_forces(self._variables, prepared)
             stress = np.zeros((len(structures), 3, 3))
         e = np.asarray(e, dtype=np.float64)[:, true_sys] * self._to_ev
-        f = np.asarray(f, dtype=np.float64)[:, true_atoms] * self._to_ev
-        f_mean = f.mean(axis=0)
-        f_spread = np.sqrt(((f - f_mean) ** 2).sum(axis=-1).mean(axis=0))
+        f = np.asarray(f, dtype=np.float64)[..., true_atoms, :] * self._to_ev
+        if f.ndim == 3:  # per-member forces
+            f_mean = f.mean(axis=0)
+            f_spread = np.sqrt(((f - f_mean) ** 2).sum(axis=-1).mean(axis=0))
+        else:
+            f_mean, f_spread = f, None
         split = np.cumsum(natoms)[:-1]
-        return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), np.split(f_spread, split), stress
+        spreads = np.split(f_spread, split) if f_spread is not None else [None] * len(structures)
+        return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), spreads, stress
+
+
+def _mean_energy_and_forces(model):
+    """(member energies [K, B], forces of the mean energy [N, 3]) from stacked weights."""
+    import jax
+
+    def energy_and_forces(stacked_variables, data):
+        def mean_energy(coordinates):
+            inputs = {**data, "coordinates": coordinates}
+            member_energies = jax.vmap(lambda v: model._total_energy(v, inputs)[0])(stacked_variables)
+            return member_energies.mean(axis=0).sum(), member_energies
+
+        (_, member_energies), gradient = jax.value_and_grad(mean_energy, has_aux=True)(data["coordinates"])
+        return member_energies, -gradient
+
+    return energy_and_forces
 
 
 def _chunks(structures: list[Atoms], max_atoms: int) -> list[list[int]]:

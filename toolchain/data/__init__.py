@@ -1,0 +1,1 @@
+"""Configurations, teacher labels, HDF5 storage (docs/data-format.md) and graph batches."""
