@@ -141,7 +141,8 @@ def train(config: TrainConfig, out_dir: str | Path) -> tuple[Student, dict]:
             history.append(record)
             if not best or _score(record) < _score(best):
                 best = record
-                save_student(student, out_dir / "student.safetensors", extra={"epoch": epoch + 1, "val": metrics})
+                save_student(student, out_dir / "student.safetensors",
+                             extra={"epoch": epoch + 1, "val": metrics, "teacher": frames.attrs.get("teacher"), "data": str(config.data)})
             write_json(out_dir / "history.json", {"history": history})
             progress.update(task, advance=1, status=f"val F-MAE {metrics['force_mae']:.4f} eV/Å, E-MAE {1e3 * metrics['energy_mae_per_atom']:.2f} meV/atom")
     write_json(out_dir / "train_config.json", asdict(config))
