@@ -21,6 +21,9 @@ from mlffc.progress import progress_bar
 from mlffc.students import Student, build_student, save_student
 
 
+CALIBRATION_ATOMS = 20000  # atoms of training data used to set the student's feature scales
+
+
 @dataclass
 class TrainConfig:
     data: str = ""
@@ -101,7 +104,7 @@ def train(config: TrainConfig, out_dir: str | Path) -> tuple[Student, dict]:
     student.atomic_reference.copy_(torch.from_numpy(reference))
     student.energy_scale.fill_(scale)
     student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
-    student.calibrate([train_set.batch(indices).graph for indices in train_set.batches(4096)])
+    student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
 
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch))

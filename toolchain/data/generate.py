@@ -8,9 +8,10 @@ from dataclasses import asdict
 import numpy as np
 from ase import Atoms
 
+from mlffc.data.mutate import mutate_seeds, parent_group
 from mlffc.data.samplers import SamplingConfig, gas_md, rattle
 from mlffc.data.storage import SPLITS, Frames
-from mlffc.progress import progress_bar
+from mlffc.progress import console, progress_bar
 from mlffc.structures import closest_pair
 from mlffc.teachers import Teacher
 from mlffc.units import UNITS
@@ -21,21 +22,24 @@ LABEL_BATCH_ATOMS = 2048
 def sample_configurations(
     seeds: list[tuple[str, Atoms]], teacher: Teacher, config: SamplingConfig
 ) -> list[tuple[str, str, Atoms]]:
-    """(group, sampler, structure) for every kept configuration. Rattles use one RNG stream per
-    seed (from config.seed and the group name); MD runs all seeds together, one run per temperature."""
+    """(group, sampler, structure) for every kept configuration. Seeds are first extended by
+    their mutants; rattles use one RNG stream per seed (from config.seed and the group name); MD
+    runs all seeds together, one run per temperature."""
+    if config.mutants_per_seed:
+        with console.status(f"making and relaxing up to {config.mutants_per_seed} mutants per seed"):
+            seeds = seeds + mutate_seeds(seeds, config.mutants_per_seed, teacher, np.random.default_rng([config.seed, 1]))
     sampled = []
     for group, atoms in seeds:
         rng = np.random.default_rng([config.seed, zlib.crc32(group.encode())])
         sampled.append((group, "seed", atoms.copy()))
         for scale in config.rattle_scales:
             sampled += [(group, f"rattle{scale:g}", f) for f in rattle(atoms, scale, config.rattles_per_scale, rng)]
-    calculator = teacher.calculator()
     with progress_bar() as progress:
         task = progress.add_task("teacher MD", total=len(config.md_temperatures), status="")
         for temperature in config.md_temperatures:
             progress.update(task, status=f"{temperature:g} K, {len(seeds)} molecules")
             rng = np.random.default_rng([config.seed, int(temperature)])
-            trajectories = gas_md([atoms for _, atoms in seeds], calculator, temperature, config, rng)
+            trajectories = gas_md([atoms for _, atoms in seeds], teacher, temperature, config, rng)
             for (group, _), frames in zip(seeds, trajectories):
                 sampled += [(group, f"md{temperature:g}K", f) for f in frames]
             progress.advance(task)
@@ -80,15 +84,17 @@ def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
 
 
 def split_by_group(groups: np.ndarray, fractions: tuple[float, float], seed: int) -> np.ndarray:
-    """Split codes (0 train, 1 val, 2 test) assigned per group, so a molecule never straddles splits."""
-    names = sorted(set(groups.tolist()))
+    """Split codes (0 train, 1 val, 2 test) assigned per seed molecule, so a molecule and its
+    mutants never straddle splits."""
+    families = np.array([parent_group(g) for g in groups.tolist()])
+    names = sorted(set(families.tolist()))
     order = np.random.default_rng(seed).permutation(len(names))
     n_val = max(1, round(fractions[0] * len(names)))
     n_test = max(1, round(fractions[1] * len(names)))
     code = {}
     for rank, k in enumerate(order):
         code[names[k]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
-    return np.array([code[g] for g in groups.tolist()], dtype=np.uint8)
+    return np.array([code[g] for g in families.tolist()], dtype=np.uint8)
 
 
 def generate(

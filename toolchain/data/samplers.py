@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from mlffc.errors import MlffcError
 from mlffc.structures import closest_pair
+from mlffc.teachers import Teacher
 
 
 GAS_GAP = 12.0  # Å between molecules in gas_md: beyond any teacher's cutoff
@@ -20,6 +21,7 @@ GAS_GAP = 12.0  # Å between molecules in gas_md: beyond any teacher's cutoff
 
 @dataclass
 class SamplingConfig:
+    mutants_per_seed: int = 3  # new molecules per seed, by H -> CH3/NH2/OH substitution (data.mutate)
     rattle_scales: tuple[float, ...] = (0.02, 0.05, 0.08)  # Å, Gaussian displacement std
     rattles_per_scale: int = 6
     md_temperatures: tuple[float, ...] = (300.0, 800.0)  # K
@@ -40,18 +42,49 @@ def rattle(atoms: Atoms, scale: float, count: int, rng: np.random.Generator) -> 
     return frames
 
 
-def gas_md(
-    molecules: list[Atoms], calculator: Calculator, temperature: float, config: SamplingConfig, rng: np.random.Generator
-) -> list[list[Atoms]]:
-    """Langevin MD of all molecules at once, placed on a grid farther apart than any cutoff so
-    they do not interact: one teacher call per step for the whole set. Langevin friction acts per
-    atom, so each molecule is thermostatted on its own. Returns every md_interval-th frame of
-    each molecule; a molecule that collapses (two atoms nearer than config.min_distance, which a
-    teacher outside its domain can cause) leaves the run, its earlier frames kept."""
+def gas_layout(molecules: list[Atoms]) -> tuple[Atoms, list[slice], list[np.ndarray]]:
+    """All molecules in one Atoms, centred on the sites of a cubic grid spaced farther apart than
+    any teacher's cutoff, so one teacher call evaluates them all without interaction. Returns the
+    system, each molecule's atom slice and its grid corner (subtract it to get the molecule back)."""
     spacing = max(np.ptp(m.positions, axis=0).max() for m in molecules) + GAS_GAP
     side = int(np.ceil(len(molecules) ** (1 / 3)))
     corners = [spacing * np.array([k % side, (k // side) % side, k // side**2]) for k in range(len(molecules))]
-    positions = {k: m.positions - m.positions.mean(axis=0) + corners[k] for k, m in enumerate(molecules)}
+    starts = np.cumsum([0] + [len(m) for m in molecules])
+    system = Atoms(
+        numbers=np.concatenate([m.numbers for m in molecules]),
+        positions=np.concatenate([m.positions - m.positions.mean(axis=0) + c for m, c in zip(molecules, corners)]),
+    )
+    return system, [slice(a, b) for a, b in zip(starts[:-1], starts[1:])], corners
+
+
+class GasCalculator(Calculator):
+    """A teacher over a gas_layout system: the molecules go to the teacher as one batch of
+    separate structures (each with its own small neighbour list) and the results are joined."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, teacher: Teacher, slices: list[slice]):
+        super().__init__()
+        self.teacher, self.slices = teacher, slices
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        molecules = [Atoms(numbers=self.atoms.numbers[s], positions=self.atoms.positions[s]) for s in self.slices]
+        labels = self.teacher.compute(molecules)
+        energy = float(labels.energy.sum())
+        self.results = {"energy": energy, "free_energy": energy, "forces": labels.forces}
+
+
+def gas_md(
+    molecules: list[Atoms], teacher: Teacher, temperature: float, config: SamplingConfig, rng: np.random.Generator
+) -> list[list[Atoms]]:
+    """Langevin MD of all molecules at once in a gas_layout: one batched teacher call per step for
+    the whole set. Langevin friction acts per atom, so each molecule is thermostatted on its own.
+    Returns every md_interval-th frame of each molecule; a molecule that collapses (two atoms
+    nearer than config.min_distance, which a teacher outside its domain can cause) leaves the
+    run, its earlier frames kept."""
+    system, slices, corners = gas_layout(molecules)
+    positions = {k: system.positions[s] for k, s in enumerate(slices)}
     velocities: dict[int, np.ndarray] = {}
     frames: list[list[Atoms]] = [[] for _ in molecules]
     alive = list(range(len(molecules)))
@@ -59,7 +92,8 @@ def gas_md(
         system = Atoms(numbers=np.concatenate([molecules[k].numbers for k in alive]),
                        positions=np.concatenate([positions[k] for k in alive]))
         system.set_constraint(FixCom())
-        system.calc = calculator
+        starts = np.cumsum([0] + [len(molecules[k]) for k in alive])
+        system.calc = GasCalculator(teacher, [slice(a, b) for a, b in zip(starts[:-1], starts[1:])])
         if velocities:
             system.set_velocities(np.concatenate([velocities[k] for k in alive]))
         else:
@@ -72,7 +106,6 @@ def gas_md(
             failure = None
         except MlffcError as error:  # the teacher refused a collapsed molecule: found below
             failure = error
-        starts = np.cumsum([0] + [len(molecules[k]) for k in alive])
         survivors = []
         for slot, k in enumerate(alive):
             atoms_slice = slice(starts[slot], starts[slot + 1])

@@ -40,8 +40,8 @@ class Student(nn.Module):
         """Constructor arguments: enough to rebuild the module before loading weights."""
         return {"species": self.species, "cutoff": self.cutoff}
 
-    def calibrate(self, graphs: list) -> None:
-        """Set data-dependent constants (e.g. feature scales) from training graphs before training."""
+    def calibrate(self, graph) -> None:
+        """Set data-dependent constants (e.g. feature scales) from a batch of training structures."""
 
     def edge_vectors(self, positions, edge_index, shifts, cell, batch) -> torch.Tensor:
         i, j = edge_index[0], edge_index[1]

@@ -1,10 +1,11 @@
 """Moment student: per-atom moment tensors (L = 0, 1, 2) of learned radial functions, their
-rotation invariants, and one per-atom MLP.
+rotation invariants, and a per-atom MLP; a second interaction weights each neighbour's moments by
+a learned embedding of that neighbour's own environment (message passing in O(edges)).
 
 Why this shape: on a CPU, per-edge work must stay small (a SchNet/PaiNN filter MLP costs
 E x width^2 per layer and is as slow as the teacher at 300 atoms), so edges carry only a
 radial basis times a species-pair linear map; angular information comes from moments summed
-over neighbours in O(edges), and the capacity sits in the per-atom MLP.
+over neighbours in O(edges), and the capacity sits in per-atom networks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _SYM_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
 
 
 class MomentStudent(Student):
-    """Moment tensors (L<=2) of learned radial functions, their invariants, one per-atom MLP."""
+    """Moment tensors (L<=2) of learned radial functions, their invariants, per-atom MLPs."""
 
     name = "moment"
 
@@ -30,22 +31,27 @@ class MomentStudent(Student):
         num_basis: int = 8,
         channels: int = 16,
         hidden: tuple[int, ...] | list[int] = (64, 64),
+        interactions: int = 2,
     ):
         super().__init__(species, cutoff)
-        self.num_basis, self.channels, self.hidden = num_basis, channels, list(hidden)
+        self.num_basis, self.channels, self.hidden, self.interactions = num_basis, channels, list(hidden), interactions
         num_species = len(self.species)
         self.basis = BesselBasis(cutoff, num_basis)
         self.envelope = PolynomialCutoff(cutoff)
         self.register_buffer("onehot", torch.eye(num_species))
-        self.radial = nn.Linear(num_basis * num_species, channels, bias=False)
+        # one radial function per channel, angular order L and interaction; species of the neighbour enters linearly
+        self.radial = nn.Linear(num_basis * num_species, 3 * channels * interactions, bias=False)
         upper = torch.triu_indices(channels, channels)
         self.register_buffer("pair_index", upper[0] * channels + upper[1])
         self.register_buffer("sym_weights", torch.tensor(_SYM_WEIGHTS))
-        num_pairs = channels * (channels + 1) // 2
-        num_features = channels + 2 * num_pairs + channels + num_species
-        self.register_buffer("feature_mean", torch.zeros(num_features))
-        self.register_buffer("feature_std", torch.ones(num_features))
-        self.readout = mlp([num_features, *self.hidden, 1])
+        per_interaction = 2 * channels + channels * (channels + 1)
+        widths = [num_species + per_interaction * (k + 1) for k in range(interactions)]
+        for k, width in enumerate(widths):
+            self.register_buffer(f"feature_mean{k}", torch.zeros(width))
+            self.register_buffer(f"feature_std{k}", torch.ones(width))
+        # embeddings of each atom's environment that weight its moments as a neighbour in the next interaction
+        self.embeddings = nn.ModuleList(nn.Linear(width, channels) for width in widths[:-1])
+        self.readout = mlp([widths[-1], *self.hidden, 1])
 
     def config(self) -> dict:
         return {
@@ -53,42 +59,61 @@ class MomentStudent(Student):
             "num_basis": self.num_basis,
             "channels": self.channels,
             "hidden": self.hidden,
+            "interactions": self.interactions,
         }
 
     def atomic_energies(self, vectors, z, edge_index):
-        features = (self.invariants(vectors, z, edge_index) - self.feature_mean) / self.feature_std
-        return self.readout(features).squeeze(-1)
+        return self.readout(self.features(vectors, z, edge_index)).squeeze(-1)
 
-    @torch.no_grad()
-    def calibrate(self, graphs: list) -> None:
-        """Standardise the invariants with their mean and spread over the training graphs (at
-        the initial radial weights): they span orders of magnitude, and the MLP trains ~10x
-        better on standardised inputs."""
-        features = torch.cat([
-            self.invariants(self.edge_vectors(g.positions, g.edge_index, g.shifts, g.cell, g.batch), self.species_index[g.species], g.edge_index)
-            for g in graphs
-        ])
-        self.feature_mean.copy_(features.mean(0))
-        self.feature_std.copy_(features.std(0).clamp_min(1e-6))
-
-    def invariants(self, vectors, z, edge_index):
-        """Rotation-invariant per-atom features [N, F] from moments of the neighbour shell."""
+    def features(self, vectors, z, edge_index, calibrate: bool = False):
+        """Standardised invariants of all interactions [N, F]. With calibrate=True each
+        interaction's standardisation is first set from the statistics of this batch."""
         i, j = edge_index[0], edge_index[1]
         r = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
         u = vectors / r
         radial_basis = self.basis(r) * self.envelope(r)
         pair = (radial_basis.unsqueeze(2) * self.onehot[z[j]].unsqueeze(1)).flatten(1)
-        radial = self.radial(pair)
+        radials = self.radial(pair).chunk(self.interactions, dim=1)
         ux, uy, uz = u.unbind(-1)
-        angular = torch.stack([torch.ones_like(ux), ux, uy, uz, ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz], -1)
-        per_edge = (radial.unsqueeze(2) * angular.unsqueeze(1)).flatten(1)
-        moments = torch.zeros(z.shape[0], per_edge.shape[1], dtype=vectors.dtype, device=vectors.device)
-        moments = moments.index_add(0, i, per_edge).view(-1, self.channels, 10) / self.avg_neighbours
-        m0, m1, m2 = moments[:, :, 0], moments[:, :, 1:4], moments[:, :, 4:10]
+        dipole_basis = torch.stack([ux, uy, uz], -1).unsqueeze(1)
+        quadrupole_basis = torch.stack([ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz], -1).unsqueeze(1)
+        features = self.onehot[z]
+        for k, radial in enumerate(radials):
+            if k > 0:
+                radial = radial * self.embeddings[k - 1](features)[j].repeat(1, 3)
+            invariants = self._invariants(radial, dipole_basis, quadrupole_basis, i, z.shape[0])
+            features = torch.cat([features, invariants], -1)
+            mean, std = getattr(self, f"feature_mean{k}"), getattr(self, f"feature_std{k}")
+            if calibrate:
+                mean.copy_(features.mean(0))
+                std.copy_(features.std(0).clamp_min(1e-6))
+            features = (features - mean) / std
+        return features
+
+    def _invariants(self, radial, dipole_basis, quadrupole_basis, centre, num_atoms):
+        """Moments M0 [N,C], M1 [N,C,3], M2 [N,C,6] of one interaction, reduced to invariants:
+        M0, all channel pairs of M1.M1 and M2:M2, and M1^T M2 M1 per channel."""
+        c = self.channels
+        per_edge = torch.cat([
+            radial[:, :c],
+            (radial[:, c : 2 * c].unsqueeze(2) * dipole_basis).flatten(1),
+            (radial[:, 2 * c :].unsqueeze(2) * quadrupole_basis).flatten(1),
+        ], 1)
+        moments = torch.zeros(num_atoms, per_edge.shape[1], dtype=per_edge.dtype, device=per_edge.device)
+        moments = moments.index_add(0, centre, per_edge) / self.avg_neighbours
+        m0, m1, m2 = moments[:, :c], moments[:, c : 4 * c].view(-1, c, 3), moments[:, 4 * c :].view(-1, c, 6)
         dipole_products = torch.einsum("nci,ndi->ncd", m1, m1).flatten(1)[:, self.pair_index]
         weighted_m2 = m2 * self.sym_weights
         quadrupole_products = torch.einsum("nci,ndi->ncd", weighted_m2, m2).flatten(1)[:, self.pair_index]
         x, y, zc = m1.unbind(-1)
         m1_outer = torch.stack([x * x, y * y, zc * zc, x * y, x * zc, y * zc], -1)
         dipole_quadrupole = (weighted_m2 * m1_outer).sum(-1)
-        return torch.cat([m0, dipole_products, quadrupole_products, dipole_quadrupole, self.onehot[z]], -1)
+        return torch.cat([m0, dipole_products, quadrupole_products, dipole_quadrupole], -1)
+
+    @torch.no_grad()
+    def calibrate(self, graph) -> None:
+        """Standardise each interaction's features over training structures (at the initial
+        weights): raw invariants span orders of magnitude, and the MLP trains ~10x better on
+        standardised inputs."""
+        vectors = self.edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
+        self.features(vectors, self.species_index[graph.species], graph.edge_index, calibrate=True)
