@@ -13,7 +13,7 @@ from mlffc.compiler import compile_student, plan, resolve_target
 from mlffc.errors import MlffcError
 from mlffc.graph import build_graph
 from mlffc.runtime import load
-from mlffc.students import build_student, load_student, save_student
+from mlffc.students import build_student, save_student
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import molecule
 
 from mlffc.errors import MlffcError

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from mlffc.compiler import STUDENT_FILE, TOLERANCE, compare_with_eager, frame_graphs, predict_compiled
-from mlffc.data.storage import Frames, read_frames
+from mlffc.data.storage import read_frames
 from mlffc.errors import MlffcError
-from mlffc.io import atomic_path
 from mlffc.metrics import error_metrics
+from mlffc.plots import parity_figure, save_figure
 from mlffc.runtime import load
 from mlffc.students import load_student
 
@@ -45,7 +45,7 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     }
     failures = [f"{k} = {measured[k]:.3g} > {getattr(limits, k):.3g}" for k in measured if measured[k] > getattr(limits, k)]
     if plot is not None:
-        parity_plot(energy, forces, frames, plot, title=f"{Path(artifact).name}: {len(frames)} {split} frames")
+        save_figure(parity_figure(energy, forces, frames, f"{Path(artifact).name}: {len(frames)} {split} frames"), plot)
     return {
         "artifact": str(artifact),
         "data": str(data),
@@ -58,28 +58,3 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "failures": failures,
         "passed": not failures,
     }
-
-
-def parity_plot(energy: np.ndarray, forces: np.ndarray, frames: Frames, path: Path, title: str) -> None:
-    """Energy-per-atom and force-component parity of predictions against the teacher's labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    energy = energy / frames.natoms
-    reference = frames.energy / frames.natoms
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, x, y, label in (
-        (axes[0], reference - reference.mean(), energy - reference.mean(), "energy per atom - mean (eV)"),
-        (axes[1], frames.forces.ravel(), forces.ravel(), "force component (eV/Å)"),
-    ):
-        ax.scatter(x, y, s=2, alpha=0.4)
-        lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set(xlabel=f"teacher {label}", ylabel=f"student {label}")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)

@@ -75,7 +75,8 @@ def generate(
     frames = run_generate(seeds, load_teacher(teacher), config)
     write_frames(out_path, frames)
     counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
-    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, {len(seeds)} molecules, splits {counts}")
+    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, "
+              f"{len(set(frames.group.tolist()))} molecules from {len(seeds)} seeds, frames per split {counts}")
 
 
 @app.command()
@@ -85,8 +86,10 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="run directory: checkpoint, history, loss curve"),
     epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
     seed: Optional[int] = typer.Option(None, help="override the config's seed"),
+    restart: bool = typer.Option(False, help="start over instead of resuming the run in --out"),
 ):
-    """Distil the labels in DATA into a student."""
+    """Distil the labels in DATA into a student (resumes an interrupted run in --out).
+    Several processes: torchrun --nproc_per_node N -m mlffc train ..."""
     from dataclasses import replace
 
     from mlffc.trainers import TrainConfig, train as run_train
@@ -96,7 +99,7 @@ def train(
     config = replace(config, **overrides)
     if not config.data:
         raise MlffcError("no training data: pass --data or set data in the config")
-    _, result = run_train(config, out_dir)
+    _, result = run_train(config, out_dir, restart=restart)
     best = result["best"]
     out.print(f"best epoch {best['epoch']}: val force MAE {best['val_force_mae']:.4f} eV/Å, "
               f"energy MAE {1e3 * best['val_energy_mae_per_atom']:.2f} meV/atom -> {out_dir / 'student.safetensors'}")
@@ -153,12 +156,11 @@ def demo(
     workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
     fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
 ):
-    """The whole pipeline on the bundled ANI-1x teacher: generate, train, compile for cpu, check, report."""
+    """The whole pipeline on the bundled ANI-1x teacher: generate, train, compile for cpu, check, report.
+    The report shows the check's verdict; `mlffc check` is the command that gates (exit 1)."""
     from mlffc.demo import run_demo
 
-    report = run_demo(workdir, fresh)
-    if not report["check"]["passed"]:
-        raise typer.Exit(1)
+    run_demo(workdir, fresh)
 
 
 def _print_manifest(manifest: dict) -> None:

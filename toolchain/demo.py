@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from mlffc.data.mutate import parent_group
 from mlffc.progress import console, output
 
 DEMO_CONFIG = "demo.yaml"
@@ -38,7 +39,6 @@ def run_demo(workdir: Path, fresh: bool = False) -> dict:
 
     workdir.mkdir(parents=True, exist_ok=True)
     data, run_dir, artifact = workdir / "ani1x.h5", workdir / "run", workdir / "artifact-cpu"
-    student_path = run_dir / "student.safetensors"
 
     if fresh or not data.exists():
         console.rule("1/4 generate and label")
@@ -47,15 +47,11 @@ def run_demo(workdir: Path, fresh: bool = False) -> dict:
         console.print(f"reusing {data} (--fresh to regenerate)")
     frames = read_frames(data)
 
-    if fresh or not student_path.exists():
-        console.rule("2/4 train")
-        config = replace(TrainConfig.from_file(demo_config_path()), data=str(data))
-        train(config, run_dir)
-    else:
-        console.print(f"reusing {student_path} (--fresh to retrain)")
+    console.rule("2/4 train (resumes an interrupted run)")
+    train(replace(TrainConfig.from_file(demo_config_path()), data=str(data)), run_dir, restart=fresh)
 
     console.rule("3/4 compile for cpu")
-    manifest = compile_student(student_path, resolve_target("cpu"), artifact, data)
+    manifest = compile_student(run_dir / "student.safetensors", resolve_target("cpu"), artifact, data)
 
     console.rule("4/4 check against the teacher")
     report = check_artifact(artifact, data, Limits(), "test", plot=workdir / "parity.png")
@@ -70,7 +66,8 @@ def run_demo(workdir: Path, fresh: bool = False) -> dict:
         "student_compiled_ms": manifest["speed"]["compiled_ms"],
         "student_compiled_call_ms": median_ms(lambda: model.compute(system)),
     }
-    result = {"data": {"frames": len(frames), "atoms": int(frames.natoms.sum()), "splits": frames.attrs["splits"]},
+    result = {"data": {"frames": len(frames), "atoms": int(frames.natoms.sum()), "molecules": len(set(frames.group.tolist())),
+                       "splits": frames.attrs["splits"]},
               "manifest": manifest, "check": report, "speed": speed}
     write_json(workdir / "report.json", result)
     _print_report(result, workdir)
@@ -81,7 +78,9 @@ def _print_report(result: dict, workdir: Path) -> None:
     check, speed, manifest = result["check"], result["speed"], result["manifest"]
     t = check["vs_teacher"]
     table = Table("", "", title="mlffc demo: ANI-1x -> moment student -> cpu", show_header=False)
-    table.add_row("data", f"{result['data']['frames']} frames; held-out test molecules: {', '.join(result['data']['splits']['test'])}")
+    held_out = sorted({parent_group(g) for g in result["data"]["splits"]["test"]})
+    table.add_row("data", f"{result['data']['frames']} frames of {result['data']['molecules']} molecules; "
+                  f"held out (with their mutants): {', '.join(held_out)}")
     table.add_row("student", f"{manifest['model']['architecture']}, {manifest['model']['parameters']:,} parameters, cutoff {manifest['model']['cutoff']} Å")
     table.add_row("force MAE vs teacher (test)", f"{t['force_mae']:.4f} eV/Å (RMSE {t['force_rmse']:.4f})")
     table.add_row("energy MAE vs teacher (test)", f"{1e3 * t['energy_mae_per_atom']:.2f} meV/atom")

@@ -1,58 +1,38 @@
-"""Distil a teacher's labels into a student: energy + force loss, validation every epoch,
-best-on-validation checkpoint, history and loss-curve plot next to it."""
+"""Distil a teacher's labels into a student.
+
+One loop for one process or many (torchrun, DDP on gloo): AdamW, warm-up then cosine or plateau
+schedule, gradient clipping, EMA weights (what is validated and saved), early stopping, TensorBoard
+and a console progress bar. The full training state is saved after every epoch and every
+`checkpoint_steps` steps, so an interrupted run resumes exactly where it stopped.
+"""
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import Frames, read_frames
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path, write_json
 from mlffc.metrics import error_metrics
+from mlffc.plots import parity_figure, save_figure
 from mlffc.progress import progress_bar
-from mlffc.students import Student, build_student, save_student
-
+from mlffc.students import Student, build_student, load_student, save_student
+from mlffc.trainers.config import TrainConfig
+from mlffc.trainers.losses import TERMS, loss_sums, term_errors, weights
 
 CALIBRATION_ATOMS = 20000  # atoms of training data used to set the student's feature scales
-
-
-@dataclass
-class TrainConfig:
-    data: str = ""
-    architecture: str = "moment"
-    student: dict = field(default_factory=dict)  # architecture arguments (cutoff, channels, ...)
-    epochs: int = 60
-    max_atoms_per_batch: int = 256
-    lr: float = 3e-3
-    lr_min_factor: float = 0.02
-    warmup_fraction: float = 0.03
-    weight_decay: float = 1e-6
-    energy_weight: float = 1.0  # on (per-atom energy error)^2, eV^2
-    force_weight: float = 1.0  # on (force component error)^2, (eV/Å)^2
-    grad_clip: float = 10.0
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
-
-    @staticmethod
-    def from_file(path: str | Path) -> "TrainConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise MlffcError(f"training config not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
-        unknown = set(values) - set(TrainConfig.__dataclass_fields__)
-        if unknown:
-            raise MlffcError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
-        return TrainConfig(**values)
+STATE_FILE = "train_state.pt"
+CHECKPOINT = "student.safetensors"
 
 
 def fit_energy_reference(frames: Frames, species: list[int]) -> tuple[np.ndarray, float]:
@@ -72,8 +52,7 @@ def predict(student: Student, dataset: GraphDataset, max_atoms: int = 4096) -> t
     student.eval()
     energies, forces = [], []
     for indices in dataset.batches(max_atoms):
-        batch = dataset.batch(indices)
-        energy, force, _ = student(*batch.graph.inputs())
+        energy, force, _ = student(*dataset.batch(indices).graph.inputs())
         energies.append(energy.detach().numpy())
         forces.append(force.detach().numpy())
     return np.concatenate(energies), np.concatenate(forces)
@@ -85,8 +64,33 @@ def evaluate(student: Student, dataset: GraphDataset) -> dict[str, float]:
     return error_metrics(energy, f.energy, f.natoms, forces, f.forces)
 
 
-def train(config: TrainConfig, out_dir: str | Path) -> tuple[Student, dict]:
+class _Distributed:
+    """Rank and world size under torchrun (gloo), or a single process."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(values)
+        return values
+
+    def shard(self, indices: np.ndarray) -> np.ndarray:
+        return indices[self.rank :: self.world]
+
+
+def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_after_steps: int | None = None) -> tuple[Student, dict]:
+    """Train (or resume) into out_dir; returns the best (EMA) student and the history.
+    stop_after_steps ends the run early after that many optimiser steps in total, state saved."""
     out_dir = Path(out_dir)
+    ranks = _Distributed()
     frames = read_frames(config.data)
     train_frames, val_frames = frames.split_named("train"), frames.split_named("val")
     if len(train_frames) == 0 or len(val_frames) == 0:
@@ -94,71 +98,160 @@ def train(config: TrainConfig, out_dir: str | Path) -> tuple[Student, dict]:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
 
     species = np.unique(frames.numbers).tolist()
     student = build_student(config.architecture, species=species, **config.student)
-    train_set = GraphDataset(train_frames, student.cutoff)
-    val_set = GraphDataset(val_frames, student.cutoff)
+    train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
     reference, scale = fit_energy_reference(train_frames, species)
     student.atomic_reference.copy_(torch.from_numpy(reference))
     student.energy_scale.fill_(scale)
     student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
     student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
 
+    model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch))
-    total_steps = config.epochs * steps_per_epoch
-    warmup = max(1, int(config.warmup_fraction * total_steps))
+    steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch, min_frames=ranks.world))
+    warmup = max(1, int(config.warmup_fraction * config.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(config, warmup, config.epochs * steps_per_epoch))
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=config.plateau_patience)
+    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    rng = np.random.default_rng(config.seed)
+    state = {"epoch": 0, "position": 0, "step": 0, "batches": None, "history": [], "best": {}, "stale_epochs": 0}
 
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return config.lr_min_factor + (1 - config.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    state_path = out_dir / STATE_FILE
+    if state_path.exists() and not restart:
+        saved = torch.load(state_path, weights_only=False)
+        if saved["config"] != asdict(config):
+            raise MlffcError(f"{out_dir} holds a run with other settings; use another --out, or --restart to overwrite it")
+        student.load_state_dict(saved["student"])
+        ema.load_state_dict(saved["ema"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scheduler.load_state_dict(saved["scheduler"])
+        plateau.load_state_dict(saved["plateau"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        state = saved["loop"]
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-    history: list[dict] = []
-    best: dict = {}
-    start_time = time.perf_counter()
+    def save_state():
+        if not ranks.main:
+            return
+        with atomic_path(state_path) as tmp:
+            torch.save({
+                "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
+                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
+            }, tmp)
+
+    writer = _tensorboard(out_dir, config) if ranks.main else None
+    if ranks.main:
+        config.write(out_dir / "train_config.yaml")
+    term_weights = weights(config)
+    with_hessian = config.hessian_weight > 0 and train_frames.hessian_product is not None
+    start_time = time.perf_counter() - (state["history"][-1]["seconds"] if state["history"] else 0.0)
+    stopped = False
     with progress_bar() as progress:
-        task = progress.add_task("training", total=config.epochs, status="")
-        for epoch in range(config.epochs):
+        task = progress.add_task("training", total=config.epochs, completed=state["epoch"], status="")
+        while state["epoch"] < config.epochs and not stopped:
+            if state["batches"] is None:
+                batches = train_set.batches(config.max_atoms_per_batch, rng, min_frames=ranks.world)
+                state["batches"], state["position"], state["sums"] = batches, 0, []
             student.train()
-            losses = []
-            for indices in train_set.batches(config.max_atoms_per_batch, rng):
-                batch = train_set.batch(indices)
-                energy, forces, _ = student(*batch.graph.inputs())
-                energy_loss = (((energy - batch.energy) / batch.natoms) ** 2).mean()
-                force_loss = ((forces - batch.forces) ** 2).mean()
-                loss = config.energy_weight * energy_loss + config.force_weight * force_loss
+            while state["position"] < len(state["batches"]):
+                global_batch = state["batches"][state["position"]]
+                batch = train_set.batch(ranks.shard(global_batch))
+                errors = term_errors(model, batch, with_hessian)
+                counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
+                sums = loss_sums(errors, config)
+                loss = sum(term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
                 optimiser.step()
                 scheduler.step()
-                losses.append(loss.item())
-            metrics = evaluate(student, val_set)
-            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
-                      "seconds": time.perf_counter() - start_time, **{f"val_{k}": v for k, v in metrics.items()}}
-            history.append(record)
-            if not best or _score(record) < _score(best):
-                best = record
-                save_student(student, out_dir / "student.safetensors",
-                             extra={"epoch": epoch + 1, "val": metrics, "teacher": frames.attrs.get("teacher"), "data": str(config.data)})
-            write_json(out_dir / "history.json", {"history": history})
-            progress.update(task, advance=1, status=f"val F-MAE {metrics['force_mae']:.4f} eV/Å, E-MAE {1e3 * metrics['energy_mae_per_atom']:.2f} meV/atom")
-    write_json(out_dir / "train_config.json", asdict(config))
-    plot_history(history, out_dir / "loss_curve.png")
-    from mlffc.students import load_student
+                ema.update_parameters(student)
+                state["sums"].append([s.item() for s in ranks.total(torch.stack([s.detach() for s in sums.values()]))] + counts.tolist())
+                state["position"] += 1
+                state["step"] += 1
+                if stop_after_steps is not None and state["step"] >= stop_after_steps:
+                    stopped = True
+                    break
+            if stopped:
+                save_state()
+                break
+            record = _epoch_record(state, ema.module, val_set, scheduler, start_time, term_weights)
+            if config.schedule == "plateau":
+                plateau.step(_score(record))
+            state["history"].append(record)
+            state["epoch"] += 1
+            state["batches"] = None
+            improved = not state["best"] or _score(record) < _score(state["best"])
+            state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
+            if improved:
+                state["best"] = record
+                if ranks.main:
+                    save_student(ema.module, out_dir / CHECKPOINT, extra={
+                        "epoch": record["epoch"], "val": {k[4:]: v for k, v in record.items() if k.startswith("val_")},
+                        "teacher": frames.attrs.get("teacher"), "data": str(config.data)})
+            if ranks.main:
+                write_json(out_dir / "history.json", {"history": state["history"]})
+                _log_epoch(writer, record, ema.module, val_set, state["epoch"], config.epochs)
+            save_state()
+            progress.update(task, advance=1, status=f"val F-MAE {record['val_force_mae']:.4f} eV/Å, "
+                                                    f"E-MAE {1e3 * record['val_energy_mae_per_atom']:.2f} meV/atom")
+            if config.early_stopping_patience and state["stale_epochs"] >= config.early_stopping_patience:
+                break
+    if writer is not None:
+        writer.close()
+    if ranks.main and state["history"]:
+        plot_history(state["history"], out_dir / "loss_curve.png")
+    best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else ema.module
+    return best_student, {"history": state["history"], "best": state["best"], "steps": state["step"]}
 
-    best_student, _ = load_student(out_dir / "student.safetensors")
-    return best_student, {"history": history, "best": best}
+
+def _lr_factor(config: TrainConfig, warmup: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "plateau":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return config.lr_min_factor + (1 - config.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _epoch_record(state: dict, student: Student, val_set: GraphDataset, scheduler, start_time: float, term_weights: dict) -> dict:
+    sums = np.array(state["sums"]).sum(axis=0)
+    totals, counts = sums[: len(TERMS)], sums[len(TERMS) :]
+    train_terms = {t: float(totals[k] / counts[k]) for k, t in enumerate(TERMS) if counts[k]}
+    loss = sum(term_weights[t] * value for t, value in train_terms.items())
+    metrics = evaluate(student, val_set)
+    return {"epoch": state["epoch"] + 1, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start_time,
+            "train_loss": float(loss), **{f"train_{t}": v for t, v in train_terms.items()}, **{f"val_{k}": v for k, v in metrics.items()}}
 
 
 def _score(record: dict) -> float:
     """Model selection on validation: force MAE (eV/Å) plus energy MAE (eV/atom)."""
     return record["val_force_mae"] + record["val_energy_mae_per_atom"]
+
+
+def _tensorboard(out_dir: Path, config: TrainConfig):
+    if not config.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _log_epoch(writer, record: dict, student: Student, val_set: GraphDataset, epoch: int, epochs: int) -> None:
+    if writer is None:
+        return
+    for key, value in record.items():
+        if key not in ("epoch", "seconds"):
+            writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+    if epoch % 10 == 0 or epoch == epochs:
+        energy, forces = predict(student, val_set)
+        writer.add_figure("val/parity", parity_figure(energy, forces, val_set.frames, f"validation, epoch {epoch}"), epoch)
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -176,6 +269,4 @@ def plot_history(history: list[dict], path: Path) -> None:
     axes[1].set(xlabel="epoch", title="validation")
     axes[1].legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -18,6 +18,11 @@ class Batch:
     energy: torch.Tensor  # [B] float64, eV
     forces: torch.Tensor  # [N, 3] float32, eV/Å
     natoms: torch.Tensor  # [B] float64
+    stress: torch.Tensor  # [B, 3, 3] float32, eV/Å^3 (zeros where unlabelled)
+    stress_mask: torch.Tensor  # [B] bool: frames with stress labels
+    hessian_direction: torch.Tensor  # [N, 3] float32 (zeros where unlabelled)
+    hessian_product: torch.Tensor  # [N, 3] float32, eV/Å^2, the teacher's H v
+    hessian_mask: torch.Tensor  # [N] bool: atoms of frames with Hessian labels
 
 
 class GraphDataset:
@@ -52,20 +57,35 @@ class GraphDataset:
             cell=torch.from_numpy(cells.astype(np.float32)),
             batch=torch.from_numpy(np.repeat(np.arange(len(indices)), natoms)),
         )
+        def per_atom(array):
+            if array is None:
+                return torch.zeros(int(natoms.sum()), 3), torch.zeros(int(natoms.sum()), dtype=torch.bool)
+            values = np.concatenate([array[s] for s in atom_slices]).astype(np.float32)
+            return torch.from_numpy(np.nan_to_num(values)), torch.from_numpy(np.isfinite(values).all(axis=1))
+
+        hessian_direction, hessian_mask = per_atom(f.hessian_direction)
+        hessian_product, _ = per_atom(f.hessian_product)
+        stress = np.zeros((len(indices), 3, 3)) if f.stress is None else f.stress[indices]
         return Batch(
             graph=graph,
             energy=torch.from_numpy(f.energy[indices].astype(np.float64)),
             forces=torch.from_numpy(np.concatenate([f.forces[s] for s in atom_slices]).astype(np.float32)),
             natoms=torch.from_numpy(natoms.astype(np.float64)),
+            stress=torch.from_numpy(np.nan_to_num(stress).astype(np.float32)),
+            stress_mask=torch.from_numpy(periodic & np.isfinite(stress).all(axis=(1, 2)) & (f.stress is not None)),
+            hessian_direction=hessian_direction,
+            hessian_product=hessian_product,
+            hessian_mask=hessian_mask,
         )
 
-    def batches(self, max_atoms: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-        """Index batches of at most max_atoms atoms (a larger frame goes alone); shuffled if rng is given."""
+    def batches(self, max_atoms: int, rng: np.random.Generator | None = None, min_frames: int = 1) -> list[np.ndarray]:
+        """Index batches of at most max_atoms atoms, unless that leaves fewer than min_frames
+        frames (one per data-parallel process); shuffled if rng is given."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
         groups, current, size = [], [], 0
         for k in order:
             n = int(self.frames.natoms[k])
-            if current and size + n > max_atoms:
+            if len(current) >= min_frames and size + n > max_atoms:
                 groups.append(np.array(current))
                 current, size = [], 0
             current.append(k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import h5py
@@ -18,8 +18,8 @@ FORMAT = "mlffc-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 PER_FRAME = ("natoms", "cell", "pbc", "energy", "stress", "energy_spread", "group", "split", "sampler")
-PER_ATOM = ("numbers", "positions", "forces", "forces_spread")
-OPTIONAL = ("stress", "energy_spread", "forces_spread")
+PER_ATOM = ("numbers", "positions", "forces", "forces_spread", "hessian_direction", "hessian_product")
+OPTIONAL = ("stress", "energy_spread", "forces_spread", "hessian_direction", "hessian_product")
 _STRINGS = ("group", "sampler")
 
 
@@ -40,6 +40,8 @@ class Frames:
     stress: np.ndarray | None = None
     energy_spread: np.ndarray | None = None
     forces_spread: np.ndarray | None = None
+    hessian_direction: np.ndarray | None = None
+    hessian_product: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

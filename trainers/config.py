@@ -1,0 +1,67 @@
+"""Training settings: one dataclass, read from and written back to YAML."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlffc.errors import MlffcError
+from mlffc.io import atomic_path
+
+LOSSES = ("mse", "huber")
+SCHEDULES = ("cosine", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    architecture: str = "moment"
+    student: dict = field(default_factory=dict)  # architecture arguments (cutoff, channels, ...)
+    epochs: int = 60
+    max_atoms_per_batch: int = 256  # global batch, split over data-parallel processes
+    lr: float = 3e-3
+    schedule: str = "cosine"  # warm-up, then cosine decay to lr * lr_min_factor, or plateau decay on validation
+    lr_min_factor: float = 0.02
+    warmup_fraction: float = 0.03
+    plateau_patience: int = 5  # epochs without improvement before the plateau schedule halves the rate
+    weight_decay: float = 1e-6
+    loss: str = "mse"  # or huber, with huber_delta in the units of each term
+    huber_delta: float = 0.1
+    energy_weight: float = 1.0  # on (per-atom energy error)^2, eV^2
+    force_weight: float = 1.0  # on (force component error)^2, (eV/Å)^2
+    stress_weight: float = 0.0  # on (stress component error)^2, (eV/Å^3)^2, frames with stress labels only
+    hessian_weight: float = 0.0  # on (Hessian-vector product component error)^2, frames with Hessian labels only
+    grad_clip: float = 10.0
+    ema_decay: float = 0.99  # exponential moving average of the weights: what is validated and saved
+    early_stopping_patience: int = 0  # epochs without validation improvement before stopping; 0: never
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise MlffcError(f"loss must be one of {LOSSES}, not '{self.loss}'")
+        if self.schedule not in SCHEDULES:
+            raise MlffcError(f"schedule must be one of {SCHEDULES}, not '{self.schedule}'")
+
+    @staticmethod
+    def from_file(path: str | Path) -> "TrainConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise MlffcError(f"training config not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise MlffcError(f"{path} is not valid YAML: {exc}") from exc
+        unknown = set(values) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise MlffcError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
+        return TrainConfig(**values)
+
+    def write(self, path: str | Path) -> None:
+        import yaml
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(asdict(self), sort_keys=False))
