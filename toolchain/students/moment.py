@@ -27,7 +27,7 @@ class MomentStudent(Student):
     def __init__(
         self,
         species: list[int],
-        cutoff: float = 5.0,
+        cutoff: float = 4.0,  # with two interactions: an 8 Å receptive field at half the edges of 5 Å
         num_basis: int = 8,
         channels: int = 16,
         hidden: tuple[int, ...] | list[int] = (64, 64),

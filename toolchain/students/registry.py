@@ -9,9 +9,12 @@ from pathlib import Path
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path
 from mlffc.students.base import Student
+from mlffc.students.behler import BehlerParrinelloStudent
 from mlffc.students.moment import MomentStudent
+from mlffc.students.painn import PaiNNStudent
 
-STUDENTS: dict[str, type[Student]] = {cls.name: cls for cls in (MomentStudent,)}
+# cheapest to most expressive per edge
+STUDENTS: dict[str, type[Student]] = {cls.name: cls for cls in (BehlerParrinelloStudent, MomentStudent, PaiNNStudent)}
 
 
 def build_student(name: str, **config) -> Student:
