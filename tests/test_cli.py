@@ -19,6 +19,16 @@ def test_lists():
         assert expected in result.stdout
 
 
+def test_teachers_table_shows_every_model_and_its_capabilities():
+    from mlffc.teachers import orb
+
+    lines = mlffc("teachers").stdout.splitlines()
+    for name in ("ani1x", "ani1ccx", "fennol:PATH.fnx[,PATH...]", *orb.MODELS):
+        assert any(line.startswith(f"│ {name} ") for line in lines), name
+    omol = next(line for line in lines if line.startswith("│ orb-v3-direct-omol "))
+    assert [cell.strip() for cell in omol.split("│")[4:10]] == ["6", "-", "-", "yes", "-", "needs file"]
+
+
 def test_missing_artifact_is_a_clear_error(tmp_path):
     result = mlffc("check", tmp_path / "nothing", "--data", tmp_path / "none.h5")
     assert result.returncode == 2

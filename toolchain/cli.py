@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from mlffc.errors import MlffcError
@@ -18,14 +19,20 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 
 @app.command()
 def teachers():
-    """List the teachers mlffc can distil from."""
+    """List the teachers mlffc can distil from, with what each can label."""
     from mlffc.teachers import available_teachers
 
-    table = Table("name", "description", title="teachers")
-    for name, description in available_teachers().items():
-        table.add_row(name, description)
-    table.add_row("fennol:PATH.fnx[,PATH...]", "any FeNNol model file (several files: an ensemble of one architecture)")
-    out.print(table)
+    def mark(caps, name):
+        return "?" if caps is None else "yes" if getattr(caps, name) else "-"
+
+    table = Table("name", "family", "elements", "cutoff Å", "stress", "periodic", "charge/spin", "uncertainty",
+                  "weights", "description", title="teachers",
+                  caption="?: read from the model file. Orb weights: --weights CHECKPOINT, or --random-init SEED (untrained)")
+    for e in available_teachers():
+        caps = e.capabilities
+        table.add_row(e.name, e.family, e.elements, "?" if e.cutoff is None else f"{e.cutoff:g}", mark(caps, "stress"),
+                      mark(caps, "periodic"), mark(caps, "charge_spin"), mark(caps, "uncertainty"), e.weights, e.description)
+    (out if out.is_terminal else Console(width=220)).print(table)  # a pipe's default 80 columns would squash it
 
 
 @app.command()
