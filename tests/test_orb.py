@@ -248,3 +248,23 @@ def test_every_model_builds_as_listed():
         assert (model.model.conditioner is not None) == spec.molecular, name
         assert model.system_config.max_num_neighbors == spec.max_neighbours, name
         assert model.system_config.radius == orb.CUTOFF, name
+
+
+def test_generate_crystals(direct):
+    """Rattles, strains and Langevin MD of periodic cells, labelled with stress, split by group."""
+    from mlffc.data.generate import generate
+    from mlffc.data.samplers import SamplingConfig, strain
+
+    atoms = cell()
+    frames = strain(atoms, 0.02, 2, np.random.default_rng(0))
+    assert all(f.cell.volume != pytest.approx(atoms.cell.volume) for f in frames)
+    np.testing.assert_allclose(frames[0].get_scaled_positions(), atoms.get_scaled_positions(), atol=1e-12)
+
+    seeds = [(f"bulk/{k}", cell(seed=k)) for k in range(3)]
+    config = SamplingConfig(rattle_scales=(0.05,), rattles_per_scale=1, strain_scales=(0.02,), strains_per_scale=1,
+                            md_temperatures=(300.0,), md_steps=2, md_interval=2)
+    data = generate(seeds, direct, config)
+    assert data.sampler.tolist() == ["seed", "rattle0.05", "strain0.02"] * 3 + ["md300K"] * 3
+    assert sorted(data.split.tolist()) == [0] * 4 + [1] * 4 + [2] * 4  # one group each
+    assert data.pbc.all() and np.abs(data.stress).min(axis=(1, 2)).all()
+    assert not np.allclose(data.positions[-1], seeds[-1][1].positions)

@@ -61,28 +61,47 @@ def targets():
 @app.command()
 def generate(
     out_path: Path = typer.Option(..., "--out", help="HDF5 file to write"),
-    teacher: str = typer.Option("ani1x", help="teacher name or fennol:PATH.fnx"),
+    teacher: str = typer.Option("ani1x", help="teacher name (mlffc teachers) or fennol:PATH.fnx"),
+    weights: Optional[Path] = typer.Option(None, help="checkpoint file of an Orb teacher"),
+    random_init: Optional[int] = typer.Option(None, help="Orb teacher with untrained weights from this seed (tests, benchmarks)"),
+    precision: Optional[str] = typer.Option(None, help="float32 or float64 (default: float64 FeNNol, float32 Orb)"),
+    seeds: str = typer.Option("molecules", help="seed set: molecules (G2 + S22, CHNO) or crystals (small bulk cells)"),
     seed: int = typer.Option(0, help="seed of every sampler"),
-    md_steps: int = typer.Option(80, help="Langevin steps per temperature"),
+    md_steps: Optional[int] = typer.Option(None, help="Langevin steps per temperature (default: 80 for molecules, "
+                                           "0 for crystals, whose MD costs one teacher call per step per cell)"),
     rattles_per_scale: int = typer.Option(6, help="rattled copies per seed and scale"),
-    limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed molecules"),
+    strains_per_scale: int = typer.Option(4, help="strained copies per crystal and scale"),
+    limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed groups (molecules or materials)"),
     overwrite: bool = typer.Option(False, help="replace an existing file"),
 ):
-    """Sample configurations from the seed molecules, label them with the teacher, write HDF5."""
+    """Sample configurations from seed structures, label them with the teacher, write HDF5."""
     from mlffc.data.generate import generate as run_generate
     from mlffc.data.samplers import SamplingConfig
-    from mlffc.data.seeds import seed_molecules
+    from mlffc.data.seeds import SEED_SETS, first_groups
     from mlffc.data.storage import write_frames
     from mlffc.teachers import load_teacher
 
     if out_path.exists() and not overwrite:
         raise MlffcError(f"{out_path} exists; pass --overwrite to replace it")
-    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale)
-    seeds = seed_molecules()[:limit]
-    frames = run_generate(seeds, load_teacher(teacher), config)
+    if seeds not in SEED_SETS:
+        raise MlffcError(f"unknown seed set '{seeds}'; choose one of {', '.join(SEED_SETS)}")
+    md_steps = md_steps if md_steps is not None else {"molecules": 80, "crystals": 0}[seeds]
+    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale,
+                            strains_per_scale=strains_per_scale)
+    labeller = load_teacher(teacher, precision=precision, weights=weights, random_init=random_init)
+    if "random_init" in labeller.info.source:
+        console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
+                      "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
+    if seeds == "crystals" and not labeller.info.capabilities.periodic:
+        raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    chosen = first_groups(SEED_SETS[seeds](labeller.info.elements), limit)
+    if not chosen:
+        raise MlffcError(f"no {seeds} seeds are made of the elements of teacher '{teacher}' only")
+    frames = run_generate(chosen, labeller, config)
     write_frames(out_path, frames)
     counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
-    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, {len(seeds)} molecules, splits {counts}")
+    groups = len(set(frames.group.tolist()))
+    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, {groups} {seeds} groups, splits {counts}")
 
 
 @app.command()
