@@ -19,5 +19,8 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: install
+	$(BIN)/python bench/bench_teachers.py --write docs/teachers.md
+
 clean:
 	rm -rf $(VENV) demo .pytest_cache

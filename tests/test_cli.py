@@ -1,14 +1,18 @@
 """The command line end to end on a tiny problem, and its error messages."""
 
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
-def mlffc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mlffc", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+def mlffc(*args, cwd=None, env=None):
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run([sys.executable, "-m", "mlffc", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=environment)
 
 
 def test_lists():
@@ -16,6 +20,46 @@ def test_lists():
         result = mlffc(command)
         assert result.returncode == 0, result.stderr
         assert expected in result.stdout
+
+
+def test_teachers_table_shows_every_model_and_its_capabilities():
+    from mlffc.teachers import orb
+
+    lines = mlffc("teachers").stdout.splitlines()
+    for name in ("ani1x", "ani1ccx", "fennol:PATH.fnx[,PATH...]", *orb.MODELS):
+        assert any(line.startswith(f"│ {name} ") for line in lines), name
+    omol = next(line for line in lines if line.startswith("│ orb-v3-direct-omol "))
+    assert [cell.strip() for cell in omol.split("│")[4:10]] == ["6", "-", "-", "yes", "-", "needs file"]
+
+
+def test_unknown_seed_set_and_teacher(tmp_path):
+    result = mlffc("generate", "--out", tmp_path / "d.h5", "--seeds", "liquids")
+    assert result.returncode == 2 and "unknown seed set 'liquids'" in result.stderr
+    result = mlffc("generate", "--out", tmp_path / "d.h5", "--teacher", "orb-v9")
+    assert result.returncode == 2 and "unknown teacher 'orb-v9'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_generate_crystals_with_random_init_orb(tmp_path):
+    """Orb end to end on small periodic cells (9 of them: a dense metal costs ~0.1 s per atom here),
+    untrained weights said loudly and recorded."""
+    from mlffc.data.storage import read_frames
+
+    data = tmp_path / "cu.h5"
+    result = mlffc("generate", "--teacher", "orb-v3-direct-inf-omat", "--random-init", 0, "--seeds", "crystals",
+                   "--limit", 3, "--rattles-per-scale", 0, "--strains-per-scale", 0, "--out", data,
+                   env={"OMP_NUM_THREADS": "1"})  # tiny Orb calls: one thread is faster
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM weights" in result.stderr
+    frames = read_frames(data)
+    assert frames.attrs["teacher"]["source"]["random_init"] == 0
+    assert frames.pbc.all() and frames.stress is not None and np.abs(frames.stress).max() > 0
+    assert set(frames.group.tolist()) == {"bulk/Cu_fcc", "bulk/Al_fcc", "bulk/Ni_fcc"}
+    assert set(frames.split.tolist()) == {0, 1, 2}
+    assert set(frames.sampler.tolist()) == {"seed"}  # samplers: tests/test_orb.py; crystal MD is opt-in
+    result = mlffc("generate", "--teacher", "orb-v3-direct-omol", "--random-init", 0, "--seeds", "crystals",
+                   "--out", tmp_path / "no.h5")
+    assert result.returncode == 2 and "does not take periodic cells" in result.stderr
 
 
 def test_missing_artifact_is_a_clear_error(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from mlffc.errors import MlffcError
@@ -18,14 +19,20 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 
 @app.command()
 def teachers():
-    """List the teachers mlffc can distil from."""
+    """List the teachers mlffc can distil from, with what each can label."""
     from mlffc.teachers import available_teachers
 
-    table = Table("name", "description", title="teachers")
-    for name, description in available_teachers().items():
-        table.add_row(name, description)
-    table.add_row("fennol:PATH.fnx[,PATH...]", "any FeNNol model file (several files: an ensemble of one architecture)")
-    out.print(table)
+    def mark(caps, name):
+        return "?" if caps is None else "yes" if getattr(caps, name) else "-"
+
+    table = Table("name", "family", "elements", "cutoff Å", "stress", "periodic", "charge/spin", "uncertainty",
+                  "weights", "description", title="teachers",
+                  caption="?: read from the model file. Orb weights: --weights CHECKPOINT, or --random-init SEED (untrained)")
+    for e in available_teachers():
+        caps = e.capabilities
+        table.add_row(e.name, e.family, e.elements, "?" if e.cutoff is None else f"{e.cutoff:g}", mark(caps, "stress"),
+                      mark(caps, "periodic"), mark(caps, "charge_spin"), mark(caps, "uncertainty"), e.weights, e.description)
+    (out if out.is_terminal else Console(width=220)).print(table)  # a pipe's default 80 columns would squash it
 
 
 @app.command()
@@ -54,29 +61,48 @@ def targets():
 @app.command()
 def generate(
     out_path: Path = typer.Option(..., "--out", help="HDF5 file to write"),
-    teacher: str = typer.Option("ani1x", help="teacher name or fennol:PATH.fnx"),
+    teacher: str = typer.Option("ani1x", help="teacher name (mlffc teachers) or fennol:PATH.fnx"),
+    weights: Optional[Path] = typer.Option(None, help="checkpoint file of an Orb teacher"),
+    random_init: Optional[int] = typer.Option(None, help="Orb teacher with untrained weights from this seed (tests, benchmarks)"),
+    precision: Optional[str] = typer.Option(None, help="float32 or float64 (default: float64 FeNNol, float32 Orb)"),
+    seeds: str = typer.Option("molecules", help="seed set: molecules (G2 + S22, CHNO) or crystals (small bulk cells)"),
     seed: int = typer.Option(0, help="seed of every sampler"),
-    md_steps: int = typer.Option(80, help="Langevin steps per temperature"),
+    md_steps: Optional[int] = typer.Option(None, help="Langevin steps per temperature (default: 80 for molecules, "
+                                           "0 for crystals, whose MD costs one teacher call per step per cell)"),
     rattles_per_scale: int = typer.Option(6, help="rattled copies per seed and scale"),
-    limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed molecules"),
+    strains_per_scale: int = typer.Option(4, help="strained copies per crystal and scale"),
+    limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed groups (molecules or materials)"),
     overwrite: bool = typer.Option(False, help="replace an existing file"),
 ):
-    """Sample configurations from the seed molecules, label them with the teacher, write HDF5."""
+    """Sample configurations from seed structures, label them with the teacher, write HDF5."""
     from mlffc.data.generate import generate as run_generate
     from mlffc.data.samplers import SamplingConfig
-    from mlffc.data.seeds import seed_molecules
+    from mlffc.data.seeds import SEED_SETS, first_groups
     from mlffc.data.storage import write_frames
     from mlffc.teachers import load_teacher
 
     if out_path.exists() and not overwrite:
         raise MlffcError(f"{out_path} exists; pass --overwrite to replace it")
-    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale)
-    seeds = seed_molecules()[:limit]
-    frames = run_generate(seeds, load_teacher(teacher), config)
+    if seeds not in SEED_SETS:
+        raise MlffcError(f"unknown seed set '{seeds}'; choose one of {', '.join(SEED_SETS)}")
+    md_steps = md_steps if md_steps is not None else {"molecules": 80, "crystals": 0}[seeds]
+    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale,
+                            strains_per_scale=strains_per_scale)
+    labeller = load_teacher(teacher, precision=precision, weights=weights, random_init=random_init)
+    if "random_init" in labeller.info.source:
+        console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
+                      "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
+    if seeds == "crystals" and not labeller.info.capabilities.periodic:
+        raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    chosen = first_groups(SEED_SETS[seeds](labeller.info.elements), limit)
+    if not chosen:
+        raise MlffcError(f"no {seeds} seeds are made of the elements of teacher '{teacher}' only")
+    frames = run_generate(chosen, labeller, config)
     write_frames(out_path, frames)
     counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
+    groups = len(set(frames.group.tolist()))
     out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, "
-              f"{len(set(frames.group.tolist()))} molecules from {len(seeds)} seeds, frames per split {counts}")
+              f"{groups} groups from {len(chosen)} {seeds} seeds, frames per split {counts}")
 
 
 @app.command()

@@ -32,8 +32,6 @@ def run_demo(workdir: Path, fresh: bool = False) -> dict:
     from mlffc.io import write_json
     from mlffc.runtime import load
     from mlffc.teachers import load_teacher
-    from mlffc.teachers.fennol import FennolTeacher
-    from mlffc.teachers.registry import bundled_ani1x
     from mlffc.timing import median_ms
     from mlffc.trainers import TrainConfig, train
 
@@ -58,7 +56,7 @@ def run_demo(workdir: Path, fresh: bool = False) -> dict:
 
     system = speed_system()
     model = load(artifact)
-    teacher_fp32 = FennolTeacher(bundled_ani1x(), name="ani1x (float32)", float64=False)
+    teacher_fp32 = load_teacher("ani1x", precision="float32")
     speed = {
         "atoms": len(system),
         "teacher_ms": median_ms(lambda: teacher_fp32.compute([system]), repeats=10),

@@ -11,6 +11,7 @@ from ase.data import chemical_symbols
 from mlffc.errors import MlffcError
 
 MIN_DISTANCE = 0.1  # Å: closer atoms are a units or generation error, not chemistry
+CHARGE_SPIN_KEYS = ("charge", "spin")  # atoms.info keys: total charge (e) and spin multiplicity 2S+1
 
 
 def check_structures(
@@ -45,6 +46,33 @@ def check_structures(
                 raise MlffcError(f"{where}: periodic but the cell has zero volume")
         if len(atoms) > 1:
             _check_min_distance(atoms, where)
+
+
+def charge_and_spin(atoms: Atoms, index: int = 0) -> tuple[int, int]:
+    """Total charge and spin multiplicity (2S+1) from atoms.info['charge'] and ['spin'], defaults 0
+    and 1 (a neutral singlet); MlffcError unless both are integers the electron count allows."""
+    where = _Where(index, atoms)
+    values = {}
+    for key, default in zip(CHARGE_SPIN_KEYS, (0, 1)):
+        value = atoms.info.get(key, default)
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not (number and np.isfinite(value) and float(value).is_integer()):
+            raise MlffcError(f"{where}: atoms.info[{key!r}] must be an integer, got {value!r}")
+        values[key] = int(value)
+    charge, spin = values["charge"], values["spin"]
+    electrons = int(atoms.numbers.sum()) - charge
+    if spin < 1:
+        raise MlffcError(f"{where}: spin multiplicity (2S+1) must be 1 or more, got {spin}")
+    if electrons < 1:
+        raise MlffcError(f"{where}: charge {charge} leaves {electrons} electrons")
+    if spin - 1 > electrons:
+        raise MlffcError(f"{where}: spin multiplicity {spin} needs {spin - 1} unpaired electrons; there are {electrons}")
+    if (electrons - spin + 1) % 2:
+        parity = "odd" if electrons % 2 == 0 else "even"
+        raise MlffcError(
+            f"{where}: {electrons} electrons (charge {charge}) need an {parity} spin multiplicity, got {spin}"
+        )
+    return charge, spin
 
 
 class _Where:

@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 
 from mlffc.data.mutate import mutate_seeds, parent_group
-from mlffc.data.samplers import SamplingConfig, gas_md, rattle
+from mlffc.data.samplers import SamplingConfig, crystal_md, gas_md, rattle, strain
 from mlffc.data.storage import SPLITS, Frames
 from mlffc.progress import console, progress_bar
 from mlffc.structures import closest_pair
@@ -22,27 +22,41 @@ LABEL_BATCH_ATOMS = 2048
 def sample_configurations(
     seeds: list[tuple[str, Atoms]], teacher: Teacher, config: SamplingConfig
 ) -> list[tuple[str, str, Atoms]]:
-    """(group, sampler, structure) for every kept configuration. Seeds are first extended by
-    their mutants; rattles use one RNG stream per seed (from config.seed and the group name); MD
-    runs all seeds together, one run per temperature."""
-    if config.mutants_per_seed:
-        with console.status(f"making and relaxing up to {config.mutants_per_seed} mutants per seed"):
-            seeds = seeds + mutate_seeds(seeds, config.mutants_per_seed, teacher, np.random.default_rng([config.seed, 1]))
+    """(group, sampler, structure) for every kept configuration. Molecule seeds are first
+    extended by their mutants. Rattles and strains (crystals) use one RNG stream per group (from
+    config.seed and the group name), drawn by its seeds in turn; MD runs all molecules together and
+    each crystal on its own, per temperature."""
+    molecules = [(group, atoms) for group, atoms in seeds if not atoms.pbc.any()]
+    if config.mutants_per_seed and molecules:
+        with console.status(f"making and relaxing up to {config.mutants_per_seed} mutants per molecule"):
+            seeds = seeds + mutate_seeds(molecules, config.mutants_per_seed, teacher, np.random.default_rng([config.seed, 1]))
     sampled = []
+    streams: dict[str, np.random.Generator] = {}
     for group, atoms in seeds:
-        rng = np.random.default_rng([config.seed, zlib.crc32(group.encode())])
+        rng = streams.setdefault(group, np.random.default_rng([config.seed, zlib.crc32(group.encode())]))
         sampled.append((group, "seed", atoms.copy()))
         for scale in config.rattle_scales:
             sampled += [(group, f"rattle{scale:g}", f) for f in rattle(atoms, scale, config.rattles_per_scale, rng)]
+        if atoms.pbc.all():
+            for scale in config.strain_scales:
+                sampled += [(group, f"strain{scale:g}", f) for f in strain(atoms, scale, config.strains_per_scale, rng)]
+    molecules = [(group, atoms) for group, atoms in seeds if not atoms.pbc.any()]
+    crystals = [(group, atoms) for group, atoms in seeds if atoms.pbc.all()]
+    temperatures = config.md_temperatures if config.md_steps >= config.md_interval else ()
     with progress_bar() as progress:
-        task = progress.add_task("teacher MD", total=len(config.md_temperatures), status="")
-        for temperature in config.md_temperatures:
-            progress.update(task, status=f"{temperature:g} K, {len(seeds)} molecules")
+        task = progress.add_task("teacher MD", total=len(temperatures) * (bool(molecules) + len(crystals)), status="")
+        for temperature in temperatures:
             rng = np.random.default_rng([config.seed, int(temperature)])
-            trajectories = gas_md([atoms for _, atoms in seeds], teacher, temperature, config, rng)
-            for (group, _), frames in zip(seeds, trajectories):
-                sampled += [(group, f"md{temperature:g}K", f) for f in frames]
-            progress.advance(task)
+            if molecules:
+                progress.update(task, status=f"{temperature:g} K, {len(molecules)} molecules")
+                trajectories = gas_md([atoms for _, atoms in molecules], teacher, temperature, config, rng)
+                for (group, _), frames in zip(molecules, trajectories):
+                    sampled += [(group, f"md{temperature:g}K", f) for f in frames]
+                progress.advance(task)
+            for group, atoms in crystals:
+                progress.update(task, status=f"{temperature:g} K, {group} ({len(atoms)} atoms)")
+                sampled += [(group, f"md{temperature:g}K", f) for f in crystal_md(atoms, teacher.calculator(), temperature, config, rng)]
+                progress.advance(task)
     return [(group, sampler, f) for group, sampler, f in sampled if closest_pair(f, config.min_distance) is None]
 
 

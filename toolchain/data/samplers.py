@@ -1,4 +1,5 @@
-"""Configuration samplers: Gaussian rattling and teacher-driven Langevin MD (ASE), all seeded."""
+"""Configuration samplers: Gaussian rattling, random strains of crystal cells and teacher-driven
+Langevin MD (ASE), all seeded."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class SamplingConfig:
     mutants_per_seed: int = 3  # new molecules per seed, by H -> CH3/NH2/OH substitution (data.mutate)
     rattle_scales: tuple[float, ...] = (0.02, 0.05, 0.08)  # Å, Gaussian displacement std
     rattles_per_scale: int = 6
+    strain_scales: tuple[float, ...] = (0.01, 0.03)  # std of the symmetric strain components (crystals only)
+    strains_per_scale: int = 4
     md_temperatures: tuple[float, ...] = (300.0, 800.0)  # K
     md_steps: int = 80
     md_interval: int = 8  # keep every md_interval-th frame
@@ -40,6 +43,45 @@ def rattle(atoms: Atoms, scale: float, count: int, rng: np.random.Generator) -> 
         frame.positions = atoms.positions + rng.normal(0.0, scale, atoms.positions.shape)
         frames.append(frame)
     return frames
+
+
+def strain(atoms: Atoms, scale: float, count: int, rng: np.random.Generator) -> list[Atoms]:
+    """Copies of a periodic cell under random symmetric strains (cell and atoms scaled together):
+    the energy-volume and stress labels a rattle alone does not give."""
+    frames = []
+    for _ in range(count):
+        epsilon = rng.normal(0.0, scale, (3, 3))
+        frame = atoms.copy()
+        frame.set_cell(atoms.cell.array @ (np.eye(3) + (epsilon + epsilon.T) / 2), scale_atoms=True)
+        frames.append(frame)
+    return frames
+
+
+def crystal_md(
+    crystal: Atoms, calculator: Calculator, temperature: float, config: SamplingConfig, rng: np.random.Generator
+) -> list[Atoms]:
+    """Langevin MD of one periodic cell at fixed cell (cells cannot share one system as molecules
+    do in gas_md: one teacher call per step per cell). Returns every md_interval-th frame; stops
+    early, keeping earlier frames, if the teacher refuses a collapsed cell."""
+    system = crystal.copy()
+    system.set_constraint(FixCom())
+    system.calc = calculator
+    thermalize_momenta(system, temperature_K=temperature, rng=rng)
+    Stationary(system)
+    dynamics = _langevin(system, temperature, config, rng)
+    frames = []
+    for _ in range(config.md_steps // config.md_interval):
+        try:
+            dynamics.run(config.md_interval)
+        except MlffcError:
+            break
+        frames.append(Atoms(numbers=crystal.numbers, positions=system.positions, cell=crystal.cell, pbc=True))
+    return frames
+
+
+def _langevin(system: Atoms, temperature: float, config: SamplingConfig, rng: np.random.Generator) -> Langevin:
+    return Langevin(system, timestep=config.md_timestep * units.fs, temperature_K=temperature,
+                    friction=config.md_friction / units.fs, fixcm=False, rng=rng)
 
 
 def gas_layout(molecules: list[Atoms]) -> tuple[Atoms, list[slice], list[np.ndarray]]:
@@ -99,8 +141,7 @@ def gas_md(
         else:
             thermalize_momenta(system, temperature_K=temperature, rng=rng)
             Stationary(system)
-        dynamics = Langevin(system, timestep=config.md_timestep * units.fs, temperature_K=temperature,
-                            friction=config.md_friction / units.fs, fixcm=False, rng=rng)
+        dynamics = _langevin(system, temperature, config, rng)
         try:
             dynamics.run(config.md_interval)
             failure = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,21 +13,24 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from mlffc.structures import check_structures
+from mlffc.errors import MlffcError
+from mlffc.structures import CHARGE_SPIN_KEYS, check_structures
+from mlffc.units import UNITS
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    stress: bool = False
-    periodic: bool = False
-    charge_spin: bool = False
-    uncertainty: bool = False
+    stress: bool = False  # stress labels for periodic cells
+    periodic: bool = False  # accepts periodic cells (periodic in all three directions)
+    charge_spin: bool = False  # reads total charge and spin multiplicity from atoms.info
+    uncertainty: bool = False  # ensemble spread labels
 
 
 @dataclass
 class Labels:
     """Labels for a batch of structures: per-structure arrays of length B, per-atom arrays
-    concatenated over the batch (N = natoms.sum()), all float64 in eV, Å."""
+    concatenated over the batch (N = natoms.sum()), all float64 in eV, Å. `stress` [B, 3, 3] is
+    present when the batch holds a periodic cell and the teacher has stress (zeros for molecules)."""
 
     natoms: np.ndarray
     energy: np.ndarray
@@ -45,17 +50,21 @@ class TeacherInfo:
     elements: tuple[str, ...]
     cutoff: float
     capabilities: Capabilities
-    source: dict = field(default_factory=dict)  # files and hashes, versions, random-init seed
+    source: dict = field(default_factory=dict)  # files and hashes, versions, precision, random-init seed
 
 
 class Teacher(ABC):
-    """A reference model. Subclasses convert their native units once, in `_compute`."""
+    """A reference model. Every teacher returns UNITS (eV, Å, eV/Å, eV/Å³); subclasses convert
+    their native units once, in `_compute`."""
 
     info: TeacherInfo
+    units = UNITS
 
     def compute(self, structures: Sequence[Atoms]) -> Labels:
         structures = list(structures)
         check_structures(structures, self.info.elements, allow_periodic=self.info.capabilities.periodic)
+        if not self.info.capabilities.charge_spin:
+            _refuse_charge_spin(structures, self.info.name)
         return self._compute(structures)
 
     @abstractmethod
@@ -63,6 +72,45 @@ class Teacher(ABC):
 
     def calculator(self) -> "TeacherCalculator":
         return TeacherCalculator(self)
+
+
+def _refuse_charge_spin(structures: list[Atoms], name: str) -> None:
+    """A teacher without charge/spin inputs describes neutral singlets: say so rather than ignore them."""
+    defaults = {"charge": 0, "spin": 1}
+    for index, atoms in enumerate(structures):
+        for key in CHARGE_SPIN_KEYS:
+            if key in atoms.info and atoms.info[key] != defaults[key]:
+                raise MlffcError(
+                    f"structure {index} ({atoms.get_chemical_formula()}): {key}={atoms.info[key]!r}, but teacher "
+                    f"'{name}' takes no charge or spin (it models neutral systems); use a teacher with charge/spin"
+                )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atom_batches(structures: Sequence[Atoms], max_atoms: int) -> list[list[int]]:
+    """Index groups of at most max_atoms atoms (a larger structure goes alone), periodic and
+    non-periodic structures kept apart, so one model call sees one kind."""
+    groups: list[list[int]] = []
+    for periodic in (False, True):
+        current, size = [], 0
+        for k, atoms in enumerate(structures):
+            if bool(atoms.pbc.all()) != periodic:
+                continue
+            if current and size + len(atoms) > max_atoms:
+                groups.append(current)
+                current, size = [], 0
+            current.append(k)
+            size += len(atoms)
+        if current:
+            groups.append(current)
+    return groups
 
 
 class TeacherCalculator(Calculator):
@@ -73,6 +121,13 @@ class TeacherCalculator(Calculator):
     def __init__(self, teacher: Teacher, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher
+
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's checks plus total charge and spin in atoms.info, which charge/spin teachers read."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and any(atoms.info.get(k) != self.atoms.info.get(k) for k in CHARGE_SPIN_KEYS):
+            changes.append("info")
+        return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -3,7 +3,7 @@ together (weights stacked, one vmapped call, one shared graph), in float64 by de
 
 from __future__ import annotations
 
-import hashlib
+from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
 
@@ -12,32 +12,40 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlffc.errors import MlffcError
-from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo
+from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches, file_sha256
 from mlffc.units import HARTREE_TO_EV
 
 MAX_ATOMS_PER_CALL = 4096
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+PRECISIONS = {"float64": np.float64, "float32": np.float32}
 
 
 class FennolTeacher(Teacher):
     """Mean (and spread) of one or more FeNNol `.fnx` networks sharing one architecture.
 
-    The members' energies come from one vmapped call, and forces from one gradient of their mean,
-    so work that does not depend on the weights (the graph, ANI's AEV and its backward) runs
-    once: the 8-network ANI-1x costs ~1.5 networks. Per-member forces (`force_spread=True`) need
-    one backward per member and cost ~4x more."""
+    The members' energies come from one vmapped call, and forces and virial from one gradient of
+    their mean (with respect to positions and a strain), so work that does not depend on the
+    weights (the graph, ANI's AEV and its backward) runs once: the 8-network ANI-1x costs ~1.5
+    networks, with or without a periodic cell. Per-member forces (`force_spread=True`) need one
+    backward per member and cost ~4x more.
 
-    def __init__(self, paths: Sequence[str | Path], name: str, float64: bool = True, force_spread: bool = False):
+    Inputs are padded (`use_atom_padding`): atom, system and neighbour counts only grow, so a
+    batch no larger than one seen before reuses the compiled code; `warm_up` at the largest
+    size saves the recompilations (1-3 s each) on the way up. `precision='float64'` (default)
+    enables JAX's float64 mode for the process: float32 totals at ~300 atoms carry ~80 meV of
+    rounding."""
+
+    def __init__(
+        self, paths: Sequence[str | Path], name: str, precision: str = "float64", force_spread: bool = False
+    ):
         paths = [Path(p) for p in paths]
         missing = [str(p) for p in paths if not p.is_file()]
         if not paths or missing:
             raise MlffcError(f"teacher '{name}': model file not found: {', '.join(missing) or '(no files given)'}")
+        if precision not in PRECISIONS:
+            raise MlffcError(f"teacher '{name}': precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         import jax
 
-        if float64:
+        if precision == "float64":
             jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
         from fennol import FENNIX
@@ -51,19 +59,15 @@ class FennolTeacher(Teacher):
             if model._input_args != reference._input_args:
                 raise MlffcError(f"teacher '{name}': {path} has another architecture than {paths[0]}; an ensemble needs one")
         self._model = reference
-        self._dtype = np.float64 if float64 else np.float32
+        self._dtype = PRECISIONS[precision]
         self._to_ev = HARTREE_TO_EV / reference.Ha_to_model_energy
         self._variables = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[m.variables for m in models])
         self._force_spread = force_spread
         if force_spread:
-            self._energy_forces = jax.jit(jax.vmap(lambda v, x: reference._energy_and_forces(v, x)[:2], in_axes=(0, None)))
+            members = jax.vmap(lambda v, x: reference._energy_and_forces_and_virial(v, x)[:3], in_axes=(0, None))
+            self._evaluate = jax.jit(members)
         else:
-            self._energy_forces = jax.jit(_mean_energy_and_forces(reference))
-        self._energy_forces_virial = jax.jit(
-            jax.vmap(lambda v, x: reference._energy_and_forces_and_virial(v, x)[:3], in_axes=(0, None))
-        )
-        import fennol
-
+            self._evaluate = jax.jit(_mean_energy_forces_virial(reference))
         self.info = TeacherInfo(
             name=name,
             family="fennol",
@@ -73,11 +77,15 @@ class FennolTeacher(Teacher):
             source={
                 "files": [{"name": p.name, "sha256": file_sha256(p)} for p in paths],
                 "members": len(models),
-                "precision": "float64" if float64 else "float32",
-                "fennol": fennol.__version__ if hasattr(fennol, "__version__") else _dist_version("fennol"),
+                "precision": precision,
+                "fennol": version("fennol"),
                 "jax": jax.__version__,
             },
         )
+
+    def warm_up(self, structures: Sequence[Atoms]) -> None:
+        """Compile for the largest batch to come (label it once), so smaller ones reuse the code."""
+        self.compute(structures)
 
     def _compute(self, structures: list[Atoms]) -> Labels:
         energy = np.empty(len(structures))
@@ -85,22 +93,24 @@ class FennolTeacher(Teacher):
         forces = [None] * len(structures)
         forces_spread = [None] * len(structures)
         stress = np.zeros((len(structures), 3, 3))
-        for chunk in _chunks(structures, MAX_ATOMS_PER_CALL):
+        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL):
             e, de, f, df, s = self._compute_chunk([structures[k] for k in chunk])
             energy[chunk], energy_spread[chunk], stress[chunk] = e, de, s
             for k, fk, dfk in zip(chunk, f, df):
                 forces[k], forces_spread[k] = fk, dfk
         periodic = any(a.pbc.all() for a in structures)
+        uncertainty = self.info.capabilities.uncertainty
         return Labels(
             natoms=np.array([len(a) for a in structures], dtype=np.int64),
             energy=energy,
             forces=np.concatenate(forces),
             stress=stress if periodic else None,
-            energy_spread=energy_spread if self.info.capabilities.uncertainty else None,
-            forces_spread=np.concatenate(forces_spread) if self.info.capabilities.uncertainty and self._force_spread else None,
+            energy_spread=energy_spread if uncertainty else None,
+            forces_spread=np.concatenate(forces_spread) if uncertainty and self._force_spread else None,
         )
 
     def _compute_chunk(self, structures: list[Atoms]):
+        """One model call on structures that are all periodic or all not (atom_batches sees to it)."""
         natoms = np.array([len(a) for a in structures], dtype=np.int32)
         inputs = {
             "species": np.concatenate([a.numbers for a in structures]).astype(np.int32),
@@ -108,67 +118,56 @@ class FennolTeacher(Teacher):
             "natoms": natoms,
             "batch_index": np.repeat(np.arange(len(structures), dtype=np.int32), natoms),
         }
-        periodic = [bool(a.pbc.all()) for a in structures]
-        if any(periodic):
-            if not all(periodic):
-                raise MlffcError("a FeNNol batch must be all periodic or all non-periodic")
+        periodic = bool(structures[0].pbc.all())
+        if periodic:
             cells = np.stack([a.cell.array for a in structures]).astype(self._dtype)
             inputs["cells"] = cells
             inputs["reciprocal_cells"] = np.linalg.inv(cells)
         prepared = self._model.preprocess(**inputs)
         true_atoms = np.asarray(prepared["true_atoms"])
         true_sys = np.asarray(prepared["true_sys"])
-        if any(periodic):
-            e, f, virial = self._energy_forces_virial(self._variables, prepared)
-            volumes = np.abs(np.linalg.det(cells))
-            stress = np.asarray(virial, dtype=np.float64)[:, true_sys].mean(axis=0) * self._to_ev / volumes[:, None, None]
-        else:
-            e, f = self._energy_forces(self._variables, prepared)
-            stress = np.zeros((len(structures), 3, 3))
+        e, f, virial = self._evaluate(self._variables, prepared)
         e = np.asarray(e, dtype=np.float64)[:, true_sys] * self._to_ev
         f = np.asarray(f, dtype=np.float64)[..., true_atoms, :] * self._to_ev
-        if f.ndim == 3:  # per-member forces
+        virial = np.asarray(virial, dtype=np.float64)[..., true_sys, :, :] * self._to_ev
+        if f.ndim == 3:  # per-member forces and virials
             f_mean = f.mean(axis=0)
             f_spread = np.sqrt(((f - f_mean) ** 2).sum(axis=-1).mean(axis=0))
+            virial = virial.mean(axis=0)
         else:
             f_mean, f_spread = f, None
+        if periodic:  # ASE's convention: dE/dstrain / volume
+            stress = virial / np.abs(np.linalg.det(cells.astype(np.float64)))[:, None, None]
+        else:
+            stress = np.zeros((len(structures), 3, 3))
         split = np.cumsum(natoms)[:-1]
         spreads = np.split(f_spread, split) if f_spread is not None else [None] * len(structures)
         return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), spreads, stress
 
 
-def _mean_energy_and_forces(model):
-    """(member energies [K, B], forces of the mean energy [N, 3]) from stacked weights."""
+def _mean_energy_forces_virial(model):
+    """(member energies [K, B], forces [N, 3] and virial dE/dstrain [B, 3, 3] of the members' mean
+    energy) from stacked weights: one backward pass for positions and strain together. The strain
+    acts as FeNNol's own virial does: coordinates and cell rows times (1 + strain)."""
     import jax
+    import jax.numpy as jnp
 
-    def energy_and_forces(stacked_variables, data):
-        def mean_energy(coordinates):
-            inputs = {**data, "coordinates": coordinates}
+    def evaluate(stacked_variables, data):
+        def mean_energy(coordinates, strain):
+            inputs = {**data, "coordinates": jax.vmap(jnp.matmul)(coordinates, strain[data["batch_index"]])}
+            if "cells" in data:
+                cells = jax.vmap(jnp.matmul)(data["cells"], strain)
+                inputs.update(cells=cells, reciprocal_cells=jnp.linalg.inv(cells))
             member_energies = jax.vmap(lambda v: model._total_energy(v, inputs)[0])(stacked_variables)
             return member_energies.mean(axis=0).sum(), member_energies
 
-        (_, member_energies), gradient = jax.value_and_grad(mean_energy, has_aux=True)(data["coordinates"])
-        return member_energies, -gradient
+        coordinates = data["coordinates"]
+        strain = jnp.broadcast_to(jnp.eye(3, dtype=coordinates.dtype), (data["natoms"].shape[0], 3, 3))
+        gradient = jax.value_and_grad(mean_energy, argnums=(0, 1), has_aux=True)
+        (_, member_energies), (d_coordinates, virial) = gradient(coordinates, strain)
+        return member_energies, -d_coordinates, virial
 
-    return energy_and_forces
-
-
-def _chunks(structures: list[Atoms], max_atoms: int) -> list[list[int]]:
-    """Index groups of at most max_atoms atoms (a larger structure goes alone), periodic kept apart."""
-    groups: list[list[int]] = []
-    for periodic in (False, True):
-        current, size = [], 0
-        for k, atoms in enumerate(structures):
-            if bool(atoms.pbc.all()) != periodic:
-                continue
-            if current and size + len(atoms) > max_atoms:
-                groups.append(current)
-                current, size = [], 0
-            current.append(k)
-            size += len(atoms)
-        if current:
-            groups.append(current)
-    return groups
+    return evaluate
 
 
 def _supported_elements(modules: dict) -> tuple[str, ...]:
@@ -184,9 +183,3 @@ def _supported_elements(modules: dict) -> tuple[str, ...]:
     if not found:
         return tuple(chemical_symbols[1:])
     return tuple(sorted(found, key=chemical_symbols.index))
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
