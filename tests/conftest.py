@@ -36,7 +36,8 @@ def small_data(tmp_path_factory, teacher):
     from mlffc.data.storage import write_frames
 
     seeds = [s for s in seed_molecules() if s[0] in SMALL_SEEDS]
-    config = SamplingConfig(rattles_per_scale=3, md_steps=32, md_interval=4, md_temperatures=(500.0,))
+    config = SamplingConfig(rattles_per_scale=3, md_steps=32, md_interval=4, md_temperatures=(500.0,), relax_steps=60,
+                            normal_modes_per_temperature=0)  # normal modes: tests/test_generate.py
     frames = generate(seeds, teacher, config, holdout=(0.15, 0.15))
     path = tmp_path_factory.mktemp("data") / "small.h5"
     write_frames(path, frames)

@@ -62,6 +62,14 @@ def test_generate_crystals_with_random_init_orb(tmp_path):
     assert result.returncode == 2 and "does not take periodic cells" in result.stderr
 
 
+def test_shard_options_are_checked_before_any_work(tmp_path):
+    result = mlffc("generate", "--out", tmp_path / "d", "--shard", 1)
+    assert result.returncode == 2 and "need --shards" in result.stderr
+    result = mlffc("generate", "--out", tmp_path / "d", "--shards", 2, "--shard", 2)
+    assert result.returncode == 2 and "--shard in 0..1" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
 def test_missing_artifact_is_a_clear_error(tmp_path):
     result = mlffc("check", tmp_path / "nothing", "--data", tmp_path / "none.h5")
     assert result.returncode == 2

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mlffc.data.storage import FORMAT_VERSION, Frames, read_frames, write_frames
+from mlffc.data.storage import FORMAT_VERSION, SHARD_NAME, Frames, read_dataset, read_frames, write_frames
 from mlffc.errors import MlffcError
 
 
@@ -38,6 +38,54 @@ def test_round_trip(tmp_path, rng):
     with h5py.File(tmp_path / "d.h5") as handle:
         assert handle.attrs["format_version"] == FORMAT_VERSION
         np.testing.assert_array_equal(handle["offsets"][()], frames.offsets)
+
+
+def test_hessian_labels_round_trip(tmp_path, rng):
+    frames = _frames(rng)
+    frames.hessian_direction = np.full_like(frames.positions, np.nan)
+    frames.hessian_product = np.full_like(frames.positions, np.nan)
+    start, stop = frames.offsets[1], frames.offsets[2]
+    frames.hessian_direction[start:stop] = rng.normal(size=(stop - start, 3))
+    frames.hessian_product[start:stop] = rng.normal(size=(stop - start, 3))
+    write_frames(tmp_path / "d.h5", frames)
+    back = read_frames(tmp_path / "d.h5")
+    np.testing.assert_array_equal(back.hessian_direction, frames.hessian_direction)  # NaN rows included
+    np.testing.assert_array_equal(back.hessian_product, frames.hessian_product)
+
+
+def test_shards_read_as_one_dataset(tmp_path, rng):
+    parts = [_frames(rng, count=5), _frames(rng, count=4)]
+    parts[0].split, parts[1].split = np.zeros(5, np.uint8), np.zeros(4, np.uint8)
+    parts[1].group = np.array([f"mol{k + 2}" for k in range(4)])
+    parts[1].attrs["shard"] = {"index": 1}
+    for index, part in enumerate(parts):
+        write_frames(tmp_path / "data" / SHARD_NAME.format(index=index, count=2), part)
+    (tmp_path / "data" / ".shard-00001-of-00002.h5.x.tmp").write_bytes(b"unfinished")
+    for path in (tmp_path / "data", tmp_path / "data" / "shard-*.h5"):
+        frames = read_dataset(path)
+        assert len(frames) == 9 and frames.natoms.tolist() == parts[0].natoms.tolist() + parts[1].natoms.tolist()
+        np.testing.assert_array_equal(frames.forces, np.concatenate([p.forces for p in parts]))
+        assert frames.attrs["files"] == ["shard-00000-of-00002.h5", "shard-00001-of-00002.h5"]
+        assert "mol3" in frames.attrs["splits"]["train"] and "shard" not in frames.attrs
+    assert len(read_dataset(tmp_path / "data" / "shard-00000-of-00002.h5")) == 5
+    with pytest.raises(MlffcError, match="dataset not found"):
+        read_dataset(tmp_path / "data" / "nothing-*.h5")
+
+
+def test_shards_of_other_teachers_or_splits_are_refused(tmp_path, rng):
+    first, second = _frames(rng), _frames(rng)
+    first.split = second.split = np.zeros(5, np.uint8)
+    second.attrs["teacher"] = {"name": "other"}
+    write_frames(tmp_path / "a" / "1.h5", first)
+    write_frames(tmp_path / "a" / "2.h5", second)
+    with pytest.raises(MlffcError, match="another teacher"):
+        read_dataset(tmp_path / "a")
+    second.attrs["teacher"] = first.attrs["teacher"]
+    second.split = np.ones(5, np.uint8)  # mol0 was train in the first shard
+    write_frames(tmp_path / "b" / "1.h5", first)
+    write_frames(tmp_path / "b" / "2.h5", second)
+    with pytest.raises(MlffcError, match="groups in both train and val splits: mol0"):
+        read_dataset(tmp_path / "b")
 
 
 def test_select_and_atoms(rng):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mlffc.compiler import STUDENT_FILE, TOLERANCE, compare_with_eager, frame_graphs, predict_compiled
-from mlffc.data.storage import read_frames
+from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import error_metrics
 from mlffc.plots import parity_figure, save_figure
@@ -27,7 +27,7 @@ class Limits:
 
 def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
     model = load(artifact)
-    frames = read_frames(data).split_named(split)
+    frames = read_dataset(data).split_named(split)
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")
     missing = sorted(set(np.unique(frames.numbers).tolist()) - set(model.species))

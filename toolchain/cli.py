@@ -60,49 +60,135 @@ def targets():
 
 @app.command()
 def generate(
-    out_path: Path = typer.Option(..., "--out", help="HDF5 file to write"),
+    out_path: Path = typer.Option(..., "--out", help="HDF5 file to write; with --shards, a directory of shard files"),
     teacher: str = typer.Option("ani1x", help="teacher name (mlffc teachers) or fennol:PATH.fnx"),
     weights: Optional[Path] = typer.Option(None, help="checkpoint file of an Orb teacher"),
     random_init: Optional[int] = typer.Option(None, help="Orb teacher with untrained weights from this seed (tests, benchmarks)"),
     precision: Optional[str] = typer.Option(None, help="float32 or float64 (default: float64 FeNNol, float32 Orb)"),
     seeds: str = typer.Option("molecules", help="seed set: molecules (G2 + S22, CHNO) or crystals (small bulk cells)"),
     seed: int = typer.Option(0, help="seed of every sampler"),
+    mutants_per_seed: int = typer.Option(3, help="new molecules per seed molecule (H -> CH3/NH2/OH)"),
     md_steps: Optional[int] = typer.Option(None, help="Langevin steps per temperature (default: 80 for molecules, "
                                            "0 for crystals, whose MD costs one teacher call per step per cell)"),
+    md_interval: int = typer.Option(8, help="keep every N-th MD step"),
     rattles_per_scale: int = typer.Option(6, help="rattled copies per seed and scale"),
     strains_per_scale: int = typer.Option(4, help="strained copies per crystal and scale"),
+    normal_modes: int = typer.Option(4, help="normal-mode samples per molecule and temperature (300 K, 1000 K), "
+                                     "from the teacher's Hessian; 0 for none"),
+    packed: Optional[int] = typer.Option(None, help="packed clusters and periodic boxes (10-1000 atoms) of random seed "
+                                         "molecules, over all shards (default: 20 for molecules, 0 for crystals)"),
+    spread_quantile: float = typer.Option(0.0, help="per molecule, drop this fraction of frames with the lowest "
+                                          "ensemble spread per sqrt(atoms) (ensemble teachers)"),
+    hessian_vectors: int = typer.Option(0, help="frames per molecule labelled with one exact Hessian-vector product"),
     limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed groups (molecules or materials)"),
-    overwrite: bool = typer.Option(False, help="replace an existing file"),
+    shards: Optional[int] = typer.Option(None, help="split the work into N shard files in the --out directory"),
+    shard: Optional[int] = typer.Option(None, help="make only shard I (0-based) of --shards"),
+    workers: int = typer.Option(1, help="shards at once in a local process pool"),
+    scheduler: Optional[str] = typer.Option(None, help="run the shards on the Dask scheduler at this address "
+                                            "(e.g. tcp://host:8786)"),
+    overwrite: bool = typer.Option(False, help="replace existing files made with other settings"),
 ):
-    """Sample configurations from seed structures, label them with the teacher, write HDF5."""
+    """Sample configurations from seed structures, label them with the teacher, write HDF5 (one
+    file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
     from mlffc.data.generate import generate as run_generate
     from mlffc.data.samplers import SamplingConfig
     from mlffc.data.seeds import SEED_SETS, first_groups
+    from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
     from mlffc.data.storage import write_frames
-    from mlffc.teachers import load_teacher
 
-    if out_path.exists() and not overwrite:
-        raise MlffcError(f"{out_path} exists; pass --overwrite to replace it")
     if seeds not in SEED_SETS:
         raise MlffcError(f"unknown seed set '{seeds}'; choose one of {', '.join(SEED_SETS)}")
+    if shards is None and (shard is not None or workers > 1 or scheduler):
+        raise MlffcError("--shard, --workers and --scheduler need --shards")
+    if shards is not None and (shards < 1 or (shard is not None and not 0 <= shard < shards)):
+        raise MlffcError(f"--shards must be 1 or more and --shard in 0..{(shards or 1) - 1}")
     md_steps = md_steps if md_steps is not None else {"molecules": 80, "crystals": 0}[seeds]
-    config = SamplingConfig(seed=seed, md_steps=md_steps, rattles_per_scale=rattles_per_scale,
-                            strains_per_scale=strains_per_scale)
-    labeller = load_teacher(teacher, precision=precision, weights=weights, random_init=random_init)
+    packed = packed if packed is not None else {"molecules": 20, "crystals": 0}[seeds]
+    config = SamplingConfig(seed=seed, md_steps=md_steps, md_interval=md_interval, rattles_per_scale=rattles_per_scale,
+                            strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,
+                            normal_modes_per_temperature=normal_modes if seeds == "molecules" else 0,
+                            packed_systems=packed, spread_quantile=spread_quantile, hessian_vectors=hessian_vectors)
+    spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
+    labeller = spec.load()
     if "random_init" in labeller.info.source:
         console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
                       "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
-    if seeds == "crystals" and not labeller.info.capabilities.periodic:
+    capabilities = labeller.info.capabilities
+    if seeds == "crystals" and not capabilities.periodic:
         raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    if (config.normal_modes_per_temperature or hessian_vectors) and not capabilities.hessian:
+        raise MlffcError(f"teacher '{teacher}' gives no Hessians: pass --normal-modes 0 and --hessian-vectors 0")
     chosen = first_groups(SEED_SETS[seeds](labeller.info.elements), limit)
     if not chosen:
         raise MlffcError(f"no {seeds} seeds are made of the elements of teacher '{teacher}' only")
-    frames = run_generate(chosen, labeller, config)
-    write_frames(out_path, frames)
-    counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
-    groups = len(set(frames.group.tolist()))
-    out.print(f"wrote {out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, "
-              f"{groups} groups from {len(chosen)} {seeds} seeds, frames per split {counts}")
+    holdout = (0.1, 0.1)
+    if shards is None:
+        job = ShardJob(spec, chosen, config, holdout, 1, out_path.parent)
+        if out_path.exists() and not overwrite:
+            check_settings(out_path, job.settings(labeller))
+            out.print(f"{out_path} is up to date (same settings); --overwrite to make it again")
+            return
+        frames = run_generate(chosen, labeller, config, holdout)
+        write_frames(out_path, frames)
+        counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
+        out.print(f"wrote {out_path}: {len(frames)} frames ({frames.attrs['shard']['labelled']} labelled), "
+                  f"{int(frames.natoms.sum())} atoms, {len(set(frames.group.tolist()))} groups from {len(chosen)} "
+                  f"{seeds} seeds, frames per split {counts}")
+        return
+    job = ShardJob(spec, chosen, config, holdout, shards, out_path)
+    if overwrite:
+        for path in out_path.glob("shard-*.h5"):
+            path.unlink()
+    done = finished_shards(job, labeller)
+    wanted = [shard] if shard is not None else list(range(shards))
+    pending = [index for index in wanted if index not in done]
+    if len(pending) < len(wanted):
+        console.print(f"skipping {len(wanted) - len(pending)} finished shard(s) with the same settings")
+    summaries = run_shards(job, pending, workers, scheduler)
+    frames = sum(s["frames"] for s in summaries)
+    seconds = max((s["seconds"] for s in summaries), default=0.0)
+    out.print(f"wrote {len(summaries)} shard(s) to {out_path}: {frames:,} frames "
+              f"({sum(s['labelled'] for s in summaries):,} labelled), {sum(s['atoms'] for s in summaries):,} atoms; "
+              f"slowest shard {seconds:.0f} s")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("validate")
+def validate_data(
+    path: Path = typer.Argument(..., help="dataset: an HDF5 file, a directory of shards or a glob"),
+    plot: Optional[Path] = typer.Option(None, help="write the distributions as a PNG"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the findings and summary as JSON"),
+):
+    """Check a dataset (NaN/inf, atoms too close, energy and force outliers, duplicates, elements
+    against the teacher) and summarise it; exit 1 on any error."""
+    from mlffc.data.storage import read_dataset
+    from mlffc.data.validate import plot as plot_distributions, validate
+    from mlffc.io import write_json
+
+    frames = read_dataset(path)
+    report = validate(frames)
+    table = Table("check", "result", "detail", title=f"validate {path}")
+    colour = {"ok": "green", "warning": "yellow", "error": "red"}
+    for finding in report.findings:
+        table.add_row(finding.check, f"[{colour[finding.level]}]{finding.level}[/]", finding.detail)
+    out.print(table)
+    summary = Table("", "", title="summary", show_header=False)
+    for key, value in report.summary.items():
+        text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()) \
+            if isinstance(value, dict) else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        summary.add_row(key, text)
+    out.print(summary)
+    if plot:
+        plot_distributions(frames, report, plot)
+    if json_path:
+        write_json(json_path, {"findings": [vars(f) for f in report.findings], "summary": report.summary})
+    if report.errors:
+        out.print(f"[red]FAILED[/]: {len(report.errors)} check(s) found errors")
+        raise typer.Exit(1)
+    out.print("[green]PASSED[/]")
 
 
 @app.command()

@@ -21,7 +21,7 @@ import mlffc
 from mlffc.capture import OUTPUTS, example_graph, export, trace
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.loader import GraphDataset
-from mlffc.data.storage import read_frames
+from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS, build_graph
 from mlffc.io import atomic_directory, write_json
@@ -75,7 +75,7 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
         )
     backend = get_backend(target.backend)
     student, meta = load_student(student_path)
-    frames = read_frames(data).split_named("test") if data else None
+    frames = read_dataset(data).split_named("test") if data else None
     example = example_graph(student)
     started = time.perf_counter()
     with console.status(f"compiling for {target.name} with {backend.name}"):

@@ -9,6 +9,11 @@ console = Console(stderr=True)  # progress, status and errors
 output = Console()  # reports and tables
 
 
+def quiet() -> None:
+    """No progress or status output from this process (a worker: its parent reports)."""
+    console.quiet = True
+
+
 def progress_bar(transient: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -19,4 +24,5 @@ def progress_bar(transient: bool = False) -> Progress:
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=transient,
+        disable=console.quiet,
     )

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mlffc.data.loader import GraphDataset
-from mlffc.data.storage import Frames, read_frames
+from mlffc.data.loader import BatchOrder, GraphDataset, batch_loader
+from mlffc.data.storage import Frames, read_dataset
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path, write_json
 from mlffc.metrics import error_metrics
@@ -82,8 +82,6 @@ class _Distributed:
             dist.all_reduce(values)
         return values
 
-    def shard(self, indices: np.ndarray) -> np.ndarray:
-        return indices[self.rank :: self.world]
 
 
 def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_after_steps: int | None = None) -> tuple[Student, dict]:
@@ -91,7 +89,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     stop_after_steps ends the run early after that many optimiser steps in total, state saved."""
     out_dir = Path(out_dir)
     ranks = _Distributed()
-    frames = read_frames(config.data)
+    frames = read_dataset(config.data)
     train_frames, val_frames = frames.split_named("train"), frames.split_named("val")
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise MlffcError(f"{config.data} needs frames in both the train and val splits")
@@ -147,6 +145,8 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         config.write(out_dir / "train_config.yaml")
     term_weights = weights(config)
     with_hessian = config.hessian_weight > 0 and train_frames.hessian_product is not None
+    order = BatchOrder(ranks.rank, ranks.world)
+    loader = batch_loader(train_set, order, config.loader_workers)
     start_time = time.perf_counter() - (state["history"][-1]["seconds"] if state["history"] else 0.0)
     stopped = False
     with progress_bar() as progress:
@@ -156,9 +156,8 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 batches = train_set.batches(config.max_atoms_per_batch, rng, min_frames=ranks.world)
                 state["batches"], state["position"], state["sums"] = batches, 0, []
             student.train()
-            while state["position"] < len(state["batches"]):
-                global_batch = state["batches"][state["position"]]
-                batch = train_set.batch(ranks.shard(global_batch))
+            order.batches, order.start = state["batches"], state["position"]
+            for batch in loader:
                 errors = term_errors(model, batch, with_hessian)
                 counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
                 sums = loss_sums(errors, config)

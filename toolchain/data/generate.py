@@ -1,52 +1,108 @@
-"""Generate configurations from seeds, label them with a teacher, split by molecule."""
+"""Generate configurations from seeds, label them with a teacher, keep the informative ones, split
+by molecule family. One call makes one shard: shard I of N takes every N-th seed family and every
+N-th packed system, and its random streams derive from the seed and the shard, so a shard is the
+same wherever and whenever it runs."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import asdict
 
 import numpy as np
 from ase import Atoms
 
+from mlffc.data.clusters import packed_molecules
 from mlffc.data.mutate import mutate_seeds, parent_group
-from mlffc.data.samplers import SamplingConfig, crystal_md, gas_md, rattle, strain
+from mlffc.data.samplers import (SamplingConfig, crystal_md, gas_md, normal_mode_samples, rattle, relax_molecules,
+                                 strain)
+from mlffc.data.select import uncertain, without_duplicates
 from mlffc.data.storage import SPLITS, Frames
+from mlffc.errors import MlffcError
 from mlffc.progress import console, progress_bar
 from mlffc.structures import closest_pair
 from mlffc.teachers import Teacher
 from mlffc.units import UNITS
 
-LABEL_BATCH_ATOMS = 2048
+LABEL_BATCH_ATOMS = 4096  # atoms per teacher call (FeNNol's call size: padding then never grows past it)
+PACKED_GROUP = "packed"  # group of a packed system: "packed/<split>/<index>"; its split is in its name
+
+
+def families(seeds: list[tuple[str, Atoms]]) -> list[str]:
+    """Seed groups in order of first appearance: the units shards and splits are made of."""
+    return list(dict.fromkeys(group for group, _ in seeds))
+
+
+def split_codes(seeds: list[tuple[str, Atoms]], fractions: tuple[float, float], seed: int) -> dict[str, int]:
+    """Split code (0 train, 1 val, 2 test) of every seed family, from all seeds (not one shard's),
+    so a family and its mutants land in one split whichever shard makes them."""
+    names = sorted(families(seeds))
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_val = max(1, round(fractions[0] * len(names)))
+    n_test = max(1, round(fractions[1] * len(names)))
+    return {names[k]: 1 if rank < n_val else 2 if rank < n_val + n_test else 0 for rank, k in enumerate(order)}
+
+
+def split_of(group: str, codes: dict[str, int]) -> int:
+    if group.startswith(PACKED_GROUP + "/"):
+        return SPLITS.index(group.split("/")[1])
+    return codes[parent_group(group)]
+
+
+def shard_seeds(seeds: list[tuple[str, Atoms]], shard: int, shards: int) -> list[tuple[str, Atoms]]:
+    mine = set(families(seeds)[shard::shards])
+    return [(group, atoms) for group, atoms in seeds if group in mine]
+
+
+def seeds_sha256(seeds: list[tuple[str, Atoms]]) -> str:
+    """Identity of a seed list (groups, elements, positions, cells): a shard made from other
+    seeds is another dataset."""
+    digest = hashlib.sha256()
+    for group, atoms in seeds:
+        digest.update(group.encode())
+        for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def sample_configurations(
-    seeds: list[tuple[str, Atoms]], teacher: Teacher, config: SamplingConfig
+    seeds: list[tuple[str, Atoms]], teacher: Teacher, config: SamplingConfig, shard: int = 0
 ) -> list[tuple[str, str, Atoms]]:
-    """(group, sampler, structure) for every kept configuration. Molecule seeds are first
-    extended by their mutants. Rattles and strains (crystals) use one RNG stream per group (from
-    config.seed and the group name), drawn by its seeds in turn; MD runs all molecules together and
-    each crystal on its own, per temperature."""
+    """(group, sampler, structure) for every kept configuration. Molecule seeds are extended by
+    their mutants and relaxed by the teacher (all at once); then each seed gives itself, rattles,
+    strains (crystals), normal-mode samples (molecules, from the teacher's Hessian at the
+    minimum) and MD frames. Rattles, strains and normal modes draw from one RNG stream per group
+    (config.seed and the group name); mutants and MD from streams of the shard."""
     molecules = [(group, atoms) for group, atoms in seeds if not atoms.pbc.any()]
-    if config.mutants_per_seed and molecules:
-        with console.status(f"making and relaxing up to {config.mutants_per_seed} mutants per molecule"):
-            seeds = seeds + mutate_seeds(molecules, config.mutants_per_seed, teacher, np.random.default_rng([config.seed, 1]))
+    crystals = [(group, atoms) for group, atoms in seeds if atoms.pbc.all()]
+    if molecules:
+        if config.mutants_per_seed:
+            molecules += mutate_seeds(molecules, config.mutants_per_seed, np.random.default_rng([config.seed, shard, 1]))
+        with console.status(f"relaxing {len(molecules)} molecules with the teacher"):
+            relaxed = relax_molecules([atoms for _, atoms in molecules], teacher, config.relax_fmax, config.relax_steps)
+        molecules = [(group, atoms) for (group, _), atoms in zip(molecules, relaxed) if atoms is not None]
+    hessians = {}
+    if molecules and config.normal_modes_per_temperature and config.normal_mode_temperatures:
+        with console.status(f"teacher Hessians of {len(molecules)} molecules for normal-mode sampling"):
+            hessians = dict(zip((group for group, _ in molecules), teacher.hessians([atoms for _, atoms in molecules])))
     sampled = []
-    streams: dict[str, np.random.Generator] = {}
-    for group, atoms in seeds:
-        rng = streams.setdefault(group, np.random.default_rng([config.seed, zlib.crc32(group.encode())]))
+    for group, atoms in molecules + crystals:
+        rng = np.random.default_rng([config.seed, zlib.crc32(group.encode())])
         sampled.append((group, "seed", atoms.copy()))
         for scale in config.rattle_scales:
             sampled += [(group, f"rattle{scale:g}", f) for f in rattle(atoms, scale, config.rattles_per_scale, rng)]
         if atoms.pbc.all():
             for scale in config.strain_scales:
                 sampled += [(group, f"strain{scale:g}", f) for f in strain(atoms, scale, config.strains_per_scale, rng)]
-    molecules = [(group, atoms) for group, atoms in seeds if not atoms.pbc.any()]
-    crystals = [(group, atoms) for group, atoms in seeds if atoms.pbc.all()]
+        if group in hessians:
+            for temperature in config.normal_mode_temperatures:
+                frames = normal_mode_samples(atoms, hessians[group], temperature, config.normal_modes_per_temperature, rng)
+                sampled += [(group, f"nm{temperature:g}K", f) for f in frames]
     temperatures = config.md_temperatures if config.md_steps >= config.md_interval else ()
     with progress_bar() as progress:
         task = progress.add_task("teacher MD", total=len(temperatures) * (bool(molecules) + len(crystals)), status="")
         for temperature in temperatures:
-            rng = np.random.default_rng([config.seed, int(temperature)])
+            rng = np.random.default_rng([config.seed, shard, int(temperature)])
             if molecules:
                 progress.update(task, status=f"{temperature:g} K, {len(molecules)} molecules")
                 trajectories = gas_md([atoms for _, atoms in molecules], teacher, temperature, config, rng)
@@ -60,20 +116,46 @@ def sample_configurations(
     return [(group, sampler, f) for group, sampler, f in sampled if closest_pair(f, config.min_distance) is None]
 
 
+def packed_configurations(
+    seeds: list[tuple[str, Atoms]], codes: dict[str, int], config: SamplingConfig, holdout: tuple[float, float],
+    periodic: bool, shard: int = 0, shards: int = 1,
+) -> list[tuple[str, str, Atoms]]:
+    """This shard's packed systems (every shards-th of config.packed_systems), each from its own
+    RNG stream: a split drawn with the holdout fractions, a size log-uniform in
+    config.packed_atoms, random seed molecules of that split (so no held-out molecule is seen in
+    training), a cluster or (if `periodic`, with config.packed_periodic_fraction) a periodic box."""
+    pools = {code: [atoms for group, atoms in seeds if not atoms.pbc.any() and codes[group] == code] for code in range(len(SPLITS))}
+    weights = np.array([1 - sum(holdout), *holdout]) * np.array([len(pools[c]) > 0 for c in range(len(SPLITS))])
+    if config.packed_systems and not weights.sum():
+        raise MlffcError("packed systems need molecule seeds")
+    sampled = []
+    low, high = config.packed_atoms
+    for index in range(shard, config.packed_systems, shards):
+        rng = np.random.default_rng([config.seed, zlib.crc32(f"{PACKED_GROUP}/{index}".encode())])
+        code = int(rng.choice(len(SPLITS), p=weights / weights.sum()))
+        target = int(round(np.exp(rng.uniform(np.log(low), np.log(high)))))
+        box = periodic and rng.uniform() < config.packed_periodic_fraction
+        chosen, size = [], 0
+        while True:
+            fitting = [m for m in pools[code] if size + len(m) <= target]
+            if not fitting:
+                break
+            chosen.append(fitting[rng.integers(len(fitting))])
+            size += len(chosen[-1])
+        chosen = chosen or [min(pools[code], key=len)]
+        atoms = packed_molecules(chosen, config.packed_density, rng, box, config.packed_rattle)
+        sampled.append((f"{PACKED_GROUP}/{SPLITS[code]}/{index:05d}", "box" if box else "cluster", atoms))
+    return sampled
+
+
 def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
     structures = [atoms for _, _, atoms in sampled]
     parts = []
     with progress_bar() as progress:
         task = progress.add_task("labelling", total=len(structures), status=teacher.info.name)
-        start = 0
-        while start < len(structures):
-            stop, size = start, 0
-            while stop < len(structures) and (size == 0 or size + len(structures[stop]) <= LABEL_BATCH_ATOMS):
-                size += len(structures[stop])
-                stop += 1
-            parts.append(teacher.compute(structures[start:stop]))
-            progress.advance(task, stop - start)
-            start = stop
+        for batch in _atom_batches(structures, LABEL_BATCH_ATOMS):
+            parts.append(teacher.compute(structures[batch]))
+            progress.advance(task, batch.stop - batch.start)
     natoms = np.concatenate([p.natoms for p in parts])
 
     def joined(name):
@@ -97,18 +179,31 @@ def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
     )
 
 
-def split_by_group(groups: np.ndarray, fractions: tuple[float, float], seed: int) -> np.ndarray:
-    """Split codes (0 train, 1 val, 2 test) assigned per seed molecule, so a molecule and its
-    mutants never straddle splits."""
-    families = np.array([parent_group(g) for g in groups.tolist()])
-    names = sorted(set(families.tolist()))
-    order = np.random.default_rng(seed).permutation(len(names))
-    n_val = max(1, round(fractions[0] * len(names)))
-    n_test = max(1, round(fractions[1] * len(names)))
-    code = {}
-    for rank, k in enumerate(order):
-        code[names[k]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
-    return np.array([code[g] for g in families.tolist()], dtype=np.uint8)
+def add_hessian_labels(frames: Frames, teacher: Teacher, per_group: int, seed: int) -> None:
+    """Label `per_group` random frames of each group with one Hessian-vector product: a random
+    unit direction v over the frame's atoms and the teacher's exact H v (eV/Å²); NaN elsewhere."""
+    directions = np.full_like(frames.positions, np.nan)
+    products = np.full_like(frames.positions, np.nan)
+    picked = []
+    for group in dict.fromkeys(frames.group.tolist()):
+        rng = np.random.default_rng([seed, zlib.crc32(group.encode()), 3])
+        members = np.flatnonzero(frames.group == group)
+        for k in sorted(rng.choice(members, min(per_group, len(members)), replace=False)):
+            v = rng.normal(size=(frames.natoms[k], 3))
+            picked.append((int(k), v / np.linalg.norm(v)))
+    picked.sort()
+    offsets = frames.offsets
+    structures = [frames.atoms(k) for k, _ in picked]
+    with progress_bar() as progress:
+        task = progress.add_task("Hessian-vector labels", total=len(picked), status=teacher.info.name)
+        for batch in _atom_batches(structures, LABEL_BATCH_ATOMS):
+            chosen = picked[batch]
+            hv = teacher.hessian_vector_products(structures[batch], np.concatenate([v for _, v in chosen]))
+            for (k, v), part in zip(chosen, np.split(hv, np.cumsum([len(v) for _, v in chosen])[:-1])):
+                directions[offsets[k] : offsets[k + 1]] = v
+                products[offsets[k] : offsets[k + 1]] = part
+            progress.advance(task, len(chosen))
+    frames.hessian_direction, frames.hessian_product = directions, products
 
 
 def generate(
@@ -116,13 +211,44 @@ def generate(
     teacher: Teacher,
     config: SamplingConfig,
     holdout: tuple[float, float] = (0.1, 0.1),
+    shard: int = 0,
+    shards: int = 1,
 ) -> Frames:
-    frames = label(sample_configurations(seeds, teacher, config), teacher)
-    frames.split = split_by_group(frames.group, holdout, config.seed)
+    """Shard `shard` of `shards` of the dataset `seeds` and `config` describe: sample, label,
+    keep the frames the ensemble disagrees on (config.spread_quantile) and no near-duplicates,
+    add Hessian-vector labels (config.hessian_vectors), assign splits."""
+    units_of_work = len(families(seeds)) + config.packed_systems
+    if not 0 <= shard < shards or shards > units_of_work:
+        raise MlffcError(f"shard {shard} of {shards}: there are {units_of_work} units of work "
+                         f"({len(families(seeds))} seed families, {config.packed_systems} packed systems)")
+    codes = split_codes(seeds, holdout, config.seed)
+    sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher, config, shard)
+    sampled += packed_configurations(seeds, codes, config, holdout, teacher.info.capabilities.periodic, shard, shards)
+    frames = label(sampled, teacher)
+    frames = frames.select(uncertain(frames, config.spread_quantile))
+    frames = frames.select(without_duplicates(frames, config.duplicate_tolerance))
+    if config.hessian_vectors:
+        add_hessian_labels(frames, teacher, config.hessian_vectors, config.seed)
+    frames.split = np.array([split_of(g, codes) for g in frames.group.tolist()], dtype=np.uint8)
     frames.attrs = {
         "units": UNITS,
         "teacher": asdict(teacher.info),
         "sampler": asdict(config),
+        "plan": {"seeds": len(seeds), "seeds_sha256": seeds_sha256(seeds), "holdout": list(holdout), "shards": shards},
+        "shard": {"index": shard, "labelled": len(sampled)},
         "splits": {name: sorted(set(frames.group[frames.split == k].tolist())) for k, name in enumerate(SPLITS)},
     }
     return frames
+
+
+def _atom_batches(structures: list[Atoms], max_atoms: int) -> list[slice]:
+    """Consecutive slices of at most max_atoms atoms (a larger structure goes alone)."""
+    batches, start, size = [], 0, 0
+    for stop, atoms in enumerate(structures):
+        if stop > start and size + len(atoms) > max_atoms:
+            batches.append(slice(start, stop))
+            start, size = stop, 0
+        size += len(atoms)
+    if structures:
+        batches.append(slice(start, len(structures)))
+    return batches

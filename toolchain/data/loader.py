@@ -1,5 +1,7 @@
 """Batches of graphs for training and evaluation: neighbour lists computed once per frame, batches
-packed by total atom count so a batch costs about the same whatever the molecule sizes."""
+packed by total atom count (frames of similar size together) so a batch costs about the same
+whatever the molecule sizes, and a torch DataLoader whose worker processes build the next
+batches while the current one trains."""
 
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ class Batch:
     hessian_mask: torch.Tensor  # [N] bool: atoms of frames with Hessian labels
 
 
-class GraphDataset:
-    """Frames with cached neighbour lists for one cutoff."""
+class GraphDataset(torch.utils.data.Dataset):
+    """Frames with cached neighbour lists for one cutoff; `dataset[indices]` is the Batch of
+    those frames (what a DataLoader's worker builds)."""
 
     def __init__(self, frames: Frames, cutoff: float):
         self.frames = frames
@@ -41,6 +44,9 @@ class GraphDataset:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def __getitem__(self, indices) -> Batch:
+        return self.batch(indices)
 
     def batch(self, indices) -> Batch:
         f = self.frames
@@ -80,16 +86,54 @@ class GraphDataset:
 
     def batches(self, max_atoms: int, rng: np.random.Generator | None = None, min_frames: int = 1) -> list[np.ndarray]:
         """Index batches of at most max_atoms atoms, unless that leaves fewer than min_frames
-        frames (one per data-parallel process); shuffled if rng is given."""
-        order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
+        frames (one per data-parallel process). Without rng: in frame order. With rng: frames
+        shuffled, then packed within size buckets (atom counts within a factor of two), so
+        batches fill up to max_atoms, then the batches shuffled."""
+        natoms = self.frames.natoms
+        order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
+        if rng is not None:
+            order = order[np.argsort(np.log2(natoms[order]).astype(int), kind="stable")]
         groups, current, size = [], [], 0
         for k in order:
-            n = int(self.frames.natoms[k])
+            n = int(natoms[k])
             if len(current) >= min_frames and size + n > max_atoms:
                 groups.append(np.array(current))
                 current, size = [], 0
             current.append(k)
             size += n
-        if current:
+        if current and len(current) < min_frames and groups:  # too few for every process: join the last batch
+            groups[-1] = np.concatenate([groups[-1], current])
+        elif current:
             groups.append(np.array(current))
-        return groups
+        return groups if rng is None else [groups[k] for k in rng.permutation(len(groups))]
+
+
+class BatchOrder(torch.utils.data.Sampler):
+    """What a loader yields: `batches[start:]` (global batches of frame indices), each cut to
+    this process's share `batch[rank::world]`. Set `batches` and `start` before each pass, so
+    one loader (and its workers) serves every epoch and a resumed run starts mid-epoch."""
+
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
+        self.batches: list[np.ndarray] = []
+        self.start = 0
+
+    def __iter__(self):
+        return (batch[self.rank :: self.world] for batch in self.batches[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, len(self.batches) - self.start)
+
+
+def batch_loader(dataset: GraphDataset, order: BatchOrder, workers: int) -> torch.utils.data.DataLoader:
+    """Batches of `dataset` in `order`, built by `workers` processes ahead of use (0: in this
+    process). Workers persist across passes and inherit the cached neighbour lists (fork)."""
+    return torch.utils.data.DataLoader(
+        dataset, sampler=order, batch_size=None, collate_fn=_as_built, num_workers=workers,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+        multiprocessing_context="fork" if workers else None,
+    )
+
+
+def _as_built(batch: Batch) -> Batch:
+    return batch

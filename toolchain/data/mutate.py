@@ -1,5 +1,5 @@
-"""New closed-shell CHNO molecules from the seeds: replace a hydrogen by CH3, NH2 or OH, then relax
-the mutants with the teacher. Distillation transfers to unseen molecules only as far as the
+"""New closed-shell CHNO molecules from the seeds: replace a hydrogen by CH3, NH2 or OH (the
+sampler then relaxes them with the teacher, with the seeds). Distillation transfers to unseen molecules only as far as the
 training chemistry reaches; 80 seed molecules are too few, and each substitution keeps the
 molecule closed-shell while changing its bonding environments."""
 
@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.constraints import FixCom
-from ase.optimize import FIRE
 
-from mlffc.data.samplers import GasCalculator, gas_layout
-from mlffc.errors import MlffcError
 from mlffc.structures import closest_pair
-from mlffc.teachers import Teacher
 
 # single-bond lengths (Å) between the parent heavy atom and the substituent's heavy atom
 _BOND = {frozenset("CC"): 1.51, frozenset("CN"): 1.47, frozenset("CO"): 1.43, frozenset("NN"): 1.45,
@@ -56,11 +51,8 @@ def substitute(atoms: Atoms, hydrogen: int, group: str, rng: np.random.Generator
     return None if closest_pair(mutant, 0.9) is not None else mutant
 
 
-def mutate_seeds(
-    seeds: list[tuple[str, Atoms]], per_seed: int, teacher: Teacher, rng: np.random.Generator, relax_steps: int = 60
-) -> list[tuple[str, Atoms]]:
-    """Up to `per_seed` mutants of each seed (random hydrogen, random substituent), relaxed all
-    at once with FIRE on the teacher in a non-interacting gas arrangement."""
+def mutate_seeds(seeds: list[tuple[str, Atoms]], per_seed: int, rng: np.random.Generator) -> list[tuple[str, Atoms]]:
+    """Up to `per_seed` unrelaxed mutants of each seed (random hydrogen, random substituent)."""
     mutants = []
     for group, atoms in seeds:
         hydrogens = [k for k, s in enumerate(atoms.get_chemical_symbols()) if s == "H"]
@@ -69,21 +61,7 @@ def mutate_seeds(
             mutant = substitute(atoms, int(hydrogen), substituent, rng)
             if mutant is not None:
                 mutants.append((f"{group}{MUTANT_SEPARATOR}{substituent}@{hydrogen}", mutant))
-    if not mutants:
-        return []
-    system, slices, corners = gas_layout([m for _, m in mutants])
-    system.set_constraint(FixCom())
-    system.calc = GasCalculator(teacher, slices)
-    try:
-        FIRE(system, logfile=None).run(fmax=0.05, steps=relax_steps)
-    except MlffcError as error:
-        raise MlffcError(f"relaxing mutants with the teacher failed: {error}") from error
-    relaxed = []
-    for (group, mutant), atoms_slice, corner in zip(mutants, slices, corners):
-        frame = Atoms(numbers=mutant.numbers, positions=system.positions[atoms_slice] - corner)
-        if closest_pair(frame, 0.8) is None:
-            relaxed.append((group, frame))
-    return relaxed
+    return mutants
 
 
 def parent_group(group: str) -> str:

@@ -1,5 +1,6 @@
-"""Configuration samplers: Gaussian rattling, random strains of crystal cells and teacher-driven
-Langevin MD (ASE), all seeded."""
+"""Configuration samplers, all seeded: Gaussian rattling, random strains of crystal cells,
+normal-mode sampling from the teacher's Hessian, teacher-driven Langevin MD (ASE), and teacher
+relaxation of many molecules at once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
+from ase.optimize import FIRE
+from scipy.linalg import null_space
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from mlffc.errors import MlffcError
@@ -23,8 +26,17 @@ GAS_GAP = 12.0  # Å between molecules in gas_md: beyond any teacher's cutoff
 @dataclass
 class SamplingConfig:
     mutants_per_seed: int = 3  # new molecules per seed, by H -> CH3/NH2/OH substitution (data.mutate)
+    relax_fmax: float = 0.02  # eV/Å: molecules (seeds and mutants) are relaxed by the teacher first
+    relax_steps: int = 100
     rattle_scales: tuple[float, ...] = (0.02, 0.05, 0.08)  # Å, Gaussian displacement std
     rattles_per_scale: int = 6
+    normal_mode_temperatures: tuple[float, ...] = (300.0, 1000.0)  # K, Boltzmann amplitudes per mode
+    normal_modes_per_temperature: int = 4  # samples per molecule and temperature (0: no Hessians needed)
+    packed_systems: int = 0  # packed clusters and periodic boxes of random seed molecules, over all shards
+    packed_atoms: tuple[int, int] = (10, 1000)  # size range, log-uniform
+    packed_density: float = 0.8  # g/cm^3: liquid-like
+    packed_periodic_fraction: float = 0.5  # the rest are clusters
+    packed_rattle: float = 0.05  # Å: each packed molecule is rattled, so its internal geometry varies too
     strain_scales: tuple[float, ...] = (0.01, 0.03)  # std of the symmetric strain components (crystals only)
     strains_per_scale: int = 4
     md_temperatures: tuple[float, ...] = (300.0, 800.0)  # K
@@ -33,6 +45,9 @@ class SamplingConfig:
     md_timestep: float = 0.5  # fs
     md_friction: float = 0.02  # 1/fs
     min_distance: float = 0.6  # Å: closer pairs are dropped as unphysical
+    spread_quantile: float = 0.0  # per group, drop this fraction with the lowest ensemble spread per sqrt(atoms)
+    duplicate_tolerance: float = 0.005  # Å: RMS difference of sorted pair distances below which frames of a group are duplicates
+    hessian_vectors: int = 0  # frames per group labelled with one Hessian-vector product
     seed: int = 0
 
 
@@ -77,6 +92,66 @@ def crystal_md(
             break
         frames.append(Atoms(numbers=crystal.numbers, positions=system.positions, cell=crystal.cell, pbc=True))
     return frames
+
+
+NORMAL_MODE_MIN_WAVENUMBER = 50.0  # cm^-1: softer (and imaginary) modes are not sampled
+
+
+def normal_modes(atoms: Atoms, hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vibrational normal modes of a molecule from its Cartesian Hessian [3n, 3n] (eV/Å²):
+    eigenvalues w² (eV/(Å² amu)) of the mass-weighted Hessian with rigid translations and
+    rotations projected out, and the modes as Cartesian displacements per unit mass-weighted
+    amplitude [M, n, 3] (M = 3n - 6, or 3n - 5 for a linear molecule)."""
+    masses = np.repeat(atoms.get_masses(), 3)
+    centred = atoms.positions - atoms.get_center_of_mass()
+    root = np.sqrt(atoms.get_masses())[:, None]
+    rigid = [np.tile(np.eye(3)[a], (len(atoms), 1)) * root for a in range(3)]
+    rigid += [np.cross(np.eye(3)[a], centred) * root for a in range(3)]
+    vibrations = null_space(np.stack([r.ravel() for r in rigid]), rcond=1e-8)  # orthonormal complement
+    weighted = hessian / np.sqrt(np.outer(masses, masses))
+    w2, vectors = np.linalg.eigh(vibrations.T @ weighted @ vibrations)
+    modes = (vibrations @ vectors).T / np.sqrt(masses)
+    return w2, modes.reshape(len(w2), len(atoms), 3)
+
+
+def normal_mode_samples(
+    atoms: Atoms, hessian: np.ndarray, temperature: float, count: int, rng: np.random.Generator
+) -> list[Atoms]:
+    """Classical Boltzmann samples of the harmonic potential around a minimum (ANI's normal-mode
+    sampling): each mode's amplitude is Gaussian with variance kT / w², so each sampled mode
+    holds kT/2 of harmonic energy on average. Modes below NORMAL_MODE_MIN_WAVENUMBER (soft
+    torsions, imaginary modes of an imperfect minimum) would get unbounded amplitudes and are
+    left to MD."""
+    w2, modes = normal_modes(atoms, hessian)
+    wavenumber = np.sqrt(np.clip(w2, 0, None)) * units._hbar * units.J * units.s / units.invcm
+    keep = wavenumber > NORMAL_MODE_MIN_WAVENUMBER
+    w2, modes = w2[keep], modes[keep]
+    frames = []
+    for _ in range(count):
+        amplitudes = rng.normal(size=len(w2)) * np.sqrt(units.kB * temperature / w2)
+        frame = atoms.copy()
+        frame.positions = atoms.positions + np.einsum("m,mia->ia", amplitudes, modes)
+        frames.append(frame)
+    return frames
+
+
+def relax_molecules(molecules: list[Atoms], teacher: Teacher, fmax: float, steps: int) -> list[Atoms | None]:
+    """All molecules relaxed together with FIRE on the teacher (one batched call per step, gas
+    layout); None for any that collapses (two atoms nearer than 0.8 Å)."""
+    if not molecules:
+        return []
+    system, slices, corners = gas_layout(molecules)
+    system.set_constraint(FixCom())
+    system.calc = GasCalculator(teacher, slices)
+    try:
+        FIRE(system, logfile=None).run(fmax=fmax, steps=steps)
+    except MlffcError as error:
+        raise MlffcError(f"relaxing molecules with the teacher failed: {error}") from error
+    relaxed = []
+    for molecule, atoms_slice, corner in zip(molecules, slices, corners):
+        frame = Atoms(numbers=molecule.numbers, positions=system.positions[atoms_slice] - corner)
+        relaxed.append(frame if closest_pair(frame, 0.8) is None else None)
+    return relaxed
 
 
 def _langevin(system: Atoms, temperature: float, config: SamplingConfig, rng: np.random.Generator) -> Langevin:

@@ -1,7 +1,9 @@
-"""Labelled frames in memory and in HDF5 (format `mlffc-dataset`, version 1; spec in docs/data-format.md)."""
+"""Labelled frames in memory and in HDF5 (format `mlffc-dataset`, version 1; spec in
+docs/data-format.md): one file, or a dataset of shard files read as one."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -21,6 +23,8 @@ PER_FRAME = ("natoms", "cell", "pbc", "energy", "stress", "energy_spread", "grou
 PER_ATOM = ("numbers", "positions", "forces", "forces_spread", "hessian_direction", "hessian_product")
 OPTIONAL = ("stress", "energy_spread", "forces_spread", "hessian_direction", "hessian_product")
 _STRINGS = ("group", "sampler")
+_RESERVED = ("format", "format_version", "content_sha256")
+SHARD_NAME = "shard-{index:05d}-of-{count:05d}.h5"
 
 
 @dataclass
@@ -152,8 +156,7 @@ def read_frames(path: str | Path, verify: bool = True) -> Frames:
                     arrays[name] = np.array([s.decode() if isinstance(s, bytes) else s for s in data]) if name in _STRINGS else data
                 elif name not in OPTIONAL:
                     raise MlffcError(f"{path}: required dataset '{name}' is missing")
-            reserved = {"format", "format_version", "content_sha256"}
-            attrs = {k: json.loads(v) for k, v in handle.attrs.items() if k not in reserved}
+            attrs = {k: json.loads(v) for k, v in handle.attrs.items() if k not in _RESERVED}
             stored_hash = handle.attrs.get("content_sha256")
     except MlffcError:
         raise
@@ -162,4 +165,55 @@ def read_frames(path: str | Path, verify: bool = True) -> Frames:
     frames = Frames(**arrays, attrs=attrs)
     if verify and stored_hash != content_sha256(frames):
         raise MlffcError(f"{path}: content hash mismatch; the file was modified or is corrupt")
+    return frames
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The JSON attributes of a dataset file (teacher, sampler, plan, ...) without its arrays."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") != FORMAT:
+                raise MlffcError(f"{path} is not an {FORMAT} file (format attribute: {handle.attrs.get('format')!r})")
+            return {k: json.loads(v) for k, v in handle.attrs.items() if k not in _RESERVED}
+    except (OSError, KeyError, ValueError) as exc:
+        raise MlffcError(f"{path} is corrupt or truncated: {exc}") from exc
+
+
+def dataset_files(path: str | Path) -> list[Path]:
+    """The files of a dataset: one file, every `*.h5` in a directory, or a glob pattern's
+    matches; sorted by name, hidden files (unfinished writes) left out."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.h5") if not p.name.startswith("."))
+        if not files:
+            raise MlffcError(f"dataset directory {path} holds no .h5 files")
+        return files
+    files = sorted(Path(p) for p in glob.glob(str(path)) if not Path(p).name.startswith("."))
+    if not files:
+        raise MlffcError(f"dataset not found: {path}")
+    return files
+
+
+def read_dataset(path: str | Path, verify: bool = True) -> Frames:
+    """All frames of a file, a directory of shards or a glob, as one Frames. Shards must come
+    from the same teacher, and a group must have the same split in every shard."""
+    files = dataset_files(path)
+    parts = [read_frames(f, verify) for f in files]
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0].attrs
+    for f, part in zip(files[1:], parts[1:]):
+        for key in ("teacher", "units"):
+            if part.attrs.get(key) != first.get(key):
+                raise MlffcError(f"{f} has another {key} than {files[0]}; a dataset holds the labels of one teacher")
+    frames = Frames.concatenate(parts)
+    splits = {name: sorted(set(frames.group[frames.split == k].tolist())) for k, name in enumerate(SPLITS)}
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        shared = set(splits[SPLITS[a]]) & set(splits[SPLITS[b]])
+        if shared:
+            raise MlffcError(f"{path}: groups in both {SPLITS[a]} and {SPLITS[b]} splits: {', '.join(sorted(shared)[:5])}")
+    frames.attrs = {k: v for k, v in first.items() if k != "shard"} | {"splits": splits, "files": [f.name for f in files]}
     return frames

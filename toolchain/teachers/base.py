@@ -24,6 +24,7 @@ class Capabilities:
     periodic: bool = False  # accepts periodic cells (periodic in all three directions)
     charge_spin: bool = False  # reads total charge and spin multiplicity from atoms.info
     uncertainty: bool = False  # ensemble spread labels
+    hessian: bool = False  # exact Hessian-vector products and Hessians of the energy
 
 
 @dataclass
@@ -70,6 +71,46 @@ class Teacher(ABC):
     @abstractmethod
     def _compute(self, structures: list[Atoms]) -> Labels: ...
 
+    def hessian_vector_products(self, structures: Sequence[Atoms], directions: np.ndarray) -> np.ndarray:
+        """H v for each structure: `directions` [N, 3] (concatenated over the batch, eV and Å) in,
+        the energy Hessian times them [N, 3] in eV/Å² out, exact (no finite differences)."""
+        structures = self._check_hessian(structures)
+        directions = np.asarray(directions, dtype=np.float64)
+        natoms = sum(len(a) for a in structures)
+        if directions.shape != (natoms, 3):
+            raise MlffcError(f"directions have shape {directions.shape}; the structures need ({natoms}, 3)")
+        return self._hessian_vector_products(structures, directions[None])[0]
+
+    def hessians(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
+        """The full energy Hessian [3n, 3n] (eV/Å², rows and columns atom-major, x y z) of each
+        structure. The structures of one batch are independent, so column d of every structure
+        comes from one product with the d-th unit vector of each: 3 * max(n) products a batch."""
+        structures = self._check_hessian(structures)
+        hessians: list[np.ndarray] = [np.empty(0)] * len(structures)
+        for chunk in atom_batches(structures, HESSIAN_BATCH_ATOMS, order=np.argsort([len(a) for a in structures])):
+            sizes = [3 * len(structures[k]) for k in chunk]
+            starts = np.concatenate([[0], np.cumsum(sizes)])
+            directions = np.zeros((max(sizes), starts[-1]))
+            for start, size in zip(starts, sizes):
+                directions[np.arange(size), start + np.arange(size)] = 1.0
+            columns = self._hessian_vector_products([structures[k] for k in chunk], directions.reshape(len(directions), -1, 3))
+            columns = columns.reshape(len(directions), -1)
+            for k, start, size in zip(chunk, starts, sizes):
+                block = columns[:size, start : start + size].T  # column d of H: product with unit vector d
+                hessians[k] = (block + block.T) / 2
+        return hessians
+
+    def _hessian_vector_products(self, structures: list[Atoms], directions: np.ndarray) -> np.ndarray:
+        """[D, N, 3] products for D directions [D, N, 3] at once (teachers with capabilities.hessian)."""
+        raise NotImplementedError
+
+    def _check_hessian(self, structures: Sequence[Atoms]) -> list[Atoms]:
+        if not self.info.capabilities.hessian:
+            raise MlffcError(f"teacher '{self.info.name}' gives no Hessians; use a FeNNol teacher (ani1x, ani1ccx, fennol:PATH)")
+        structures = list(structures)
+        check_structures(structures, self.info.elements, allow_periodic=self.info.capabilities.periodic)
+        return structures
+
     def calculator(self) -> "TeacherCalculator":
         return TeacherCalculator(self)
 
@@ -94,13 +135,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atom_batches(structures: Sequence[Atoms], max_atoms: int) -> list[list[int]]:
+HESSIAN_BATCH_ATOMS = 4096  # atoms per Hessian batch (sorted by size): 3 * (largest structure) products each
+
+
+def atom_batches(structures: Sequence[Atoms], max_atoms: int, order: Sequence[int] | None = None) -> list[list[int]]:
     """Index groups of at most max_atoms atoms (a larger structure goes alone), periodic and
-    non-periodic structures kept apart, so one model call sees one kind."""
+    non-periodic structures kept apart, so one model call sees one kind; structures taken in
+    `order` (default: as given)."""
     groups: list[list[int]] = []
     for periodic in (False, True):
         current, size = [], 0
-        for k, atoms in enumerate(structures):
+        for k in range(len(structures)) if order is None else order:
+            k = int(k)
+            atoms = structures[k]
             if bool(atoms.pbc.all()) != periodic:
                 continue
             if current and size + len(atoms) > max_atoms:

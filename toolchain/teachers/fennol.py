@@ -16,6 +16,7 @@ from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom
 from mlffc.units import HARTREE_TO_EV
 
 MAX_ATOMS_PER_CALL = 4096
+HVP_DIRECTIONS = 8  # Hessian-vector products per vmapped call
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
 
 
@@ -68,12 +69,13 @@ class FennolTeacher(Teacher):
             self._evaluate = jax.jit(members)
         else:
             self._evaluate = jax.jit(_mean_energy_forces_virial(reference))
+        self._products = jax.jit(jax.vmap(_hessian_vector_product(reference), in_axes=(None, None, 0)))
         self.info = TeacherInfo(
             name=name,
             family="fennol",
             elements=_supported_elements(reference._input_args["modules"]),
             cutoff=float(reference.cutoff),
-            capabilities=Capabilities(stress=True, periodic=True, uncertainty=len(models) > 1),
+            capabilities=Capabilities(stress=True, periodic=True, uncertainty=len(models) > 1, hessian=True),
             source={
                 "files": [{"name": p.name, "sha256": file_sha256(p)} for p in paths],
                 "members": len(models),
@@ -109,8 +111,27 @@ class FennolTeacher(Teacher):
             forces_spread=np.concatenate(forces_spread) if uncertainty and self._force_spread else None,
         )
 
-    def _compute_chunk(self, structures: list[Atoms]):
-        """One model call on structures that are all periodic or all not (atom_batches sees to it)."""
+    def _hessian_vector_products(self, structures: list[Atoms], directions: np.ndarray) -> np.ndarray:
+        """Products of the members' mean energy Hessian with D directions, HVP_DIRECTIONS per
+        vmapped call (the forward pass is shared by the directions of one call)."""
+        products = np.empty_like(directions)
+        offsets = np.concatenate([[0], np.cumsum([len(a) for a in structures])])
+        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL):
+            atoms_index = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in chunk])
+            prepared, _ = self._prepare([structures[k] for k in chunk])
+            true_atoms = np.asarray(prepared["true_atoms"])
+            width = min(HVP_DIRECTIONS, len(directions))  # one compiled width for labels (1), one for Hessians
+            for start in range(0, len(directions), width):
+                block = np.zeros((width, len(true_atoms), 3), dtype=self._dtype)
+                count = min(width, len(directions) - start)
+                block[:count, true_atoms] = directions[start : start + count][:, atoms_index]
+                result = np.asarray(self._products(self._variables, prepared, block), dtype=np.float64)
+                products[start : start + count, atoms_index] = result[:count, true_atoms] * self._to_ev
+        return products
+
+    def _prepare(self, structures: list[Atoms]):
+        """FeNNol's padded inputs (graph included) for structures all periodic or all not, and
+        their cells (None for molecules)."""
         natoms = np.array([len(a) for a in structures], dtype=np.int32)
         inputs = {
             "species": np.concatenate([a.numbers for a in structures]).astype(np.int32),
@@ -118,12 +139,18 @@ class FennolTeacher(Teacher):
             "natoms": natoms,
             "batch_index": np.repeat(np.arange(len(structures), dtype=np.int32), natoms),
         }
-        periodic = bool(structures[0].pbc.all())
-        if periodic:
+        cells = None
+        if structures[0].pbc.all():
             cells = np.stack([a.cell.array for a in structures]).astype(self._dtype)
             inputs["cells"] = cells
             inputs["reciprocal_cells"] = np.linalg.inv(cells)
-        prepared = self._model.preprocess(**inputs)
+        return self._model.preprocess(**inputs), cells
+
+    def _compute_chunk(self, structures: list[Atoms]):
+        """One model call on structures that are all periodic or all not (atom_batches sees to it)."""
+        natoms = np.array([len(a) for a in structures], dtype=np.int32)
+        prepared, cells = self._prepare(structures)
+        periodic = cells is not None
         true_atoms = np.asarray(prepared["true_atoms"])
         true_sys = np.asarray(prepared["true_sys"])
         e, f, virial = self._evaluate(self._variables, prepared)
@@ -145,6 +172,28 @@ class FennolTeacher(Teacher):
         return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), spreads, stress
 
 
+def _member_energies(model, stacked_variables, inputs):
+    """Energies [K, B] of the K stacked members, one vmapped call."""
+    import jax
+
+    return jax.vmap(lambda v: model._total_energy(v, inputs)[0])(stacked_variables)
+
+
+def _hessian_vector_product(model):
+    """H v of the members' mean energy, exact: forward-mode derivative (jvp) of the gradient, at
+    the fixed graph (and cell) of the prepared inputs."""
+    import jax
+
+    def product(stacked_variables, data, direction):
+        def gradient(coordinates):
+            energy = lambda x: _member_energies(model, stacked_variables, {**data, "coordinates": x}).mean(axis=0).sum()
+            return jax.grad(energy)(coordinates)
+
+        return jax.jvp(gradient, (data["coordinates"],), (direction,))[1]
+
+    return product
+
+
 def _mean_energy_forces_virial(model):
     """(member energies [K, B], forces [N, 3] and virial dE/dstrain [B, 3, 3] of the members' mean
     energy) from stacked weights: one backward pass for positions and strain together. The strain
@@ -158,7 +207,7 @@ def _mean_energy_forces_virial(model):
             if "cells" in data:
                 cells = jax.vmap(jnp.matmul)(data["cells"], strain)
                 inputs.update(cells=cells, reciprocal_cells=jnp.linalg.inv(cells))
-            member_energies = jax.vmap(lambda v: model._total_energy(v, inputs)[0])(stacked_variables)
+            member_energies = _member_energies(model, stacked_variables, inputs)
             return member_energies.mean(axis=0).sum(), member_energies
 
         coordinates = data["coordinates"]

@@ -1,0 +1,221 @@
+"""`mlffc data validate`: is a dataset fit to train on? Errors (any makes the command fail):
+NaN/inf, atoms too close, energy and force outliers by robust statistics, near-duplicate frames,
+elements the teacher does not know. Warnings: teacher elements the data never shows. Plus a
+summary (sizes, samplers, splits, label ranges) and a PNG of the distributions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase.data import chemical_symbols
+from vesin import NeighborList
+
+from mlffc.data.select import duplicate_pairs, normalised_spread
+from mlffc.data.storage import OPTIONAL, SPLITS, Frames
+
+MIN_DISTANCE = 0.5  # Å: nearer atoms are a sampling failure
+MAX_ROBUST_Z = 20.0  # energy per atom: |x - median| / (1.4826 MAD) within its group above this is an outlier
+MAX_FORCE_LOG_Z = 5.0  # the same on log |F| per element (force magnitudes are log-normal-like, with a long tail)
+MIN_FRAMES_FOR_STATISTICS = 8  # energy outliers are judged in groups (or compositions) at least this large
+DUPLICATE_TOLERANCE = 0.005  # Å, as in generation (SamplingConfig.duplicate_tolerance)
+SIZE_BINS = (1, 11, 31, 101, 301, 1001)  # atoms per frame: 1-10, 11-30, 31-100, 101-300, 301-1000, more
+
+
+@dataclass
+class Finding:
+    check: str
+    level: str  # "ok", "warning" or "error"
+    detail: str
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    closest: np.ndarray = field(default_factory=lambda: np.zeros(0))  # nearest pair per frame, Å (NaN: one atom)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    def add(self, check: str, problems: list[str], level: str = "error", ok: str = "") -> None:
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            self.findings.append(Finding(check, level, f"{len(problems)}: " + "; ".join(problems[:5]) + more))
+        else:
+            self.findings.append(Finding(check, "ok", ok))
+
+
+def validate(frames: Frames) -> Report:
+    report = Report()
+    offsets = frames.offsets
+
+    def where(k: int) -> str:
+        return f"frame {k} ({frames.group[k]}, {frames.sampler[k]})"
+
+    report.add("finite values", _non_finite(frames), ok="no NaN or inf")
+    closest = report.closest = np.array([_closest(frames, k) for k in range(len(frames))])
+    report.add("interatomic distances", [f"{where(k)}: {closest[k]:.3f} Å" for k in np.flatnonzero(closest < MIN_DISTANCE)],
+               ok=f"all >= {MIN_DISTANCE} Å (nearest {np.nanmin(closest):.3f} Å)")
+
+    per_atom = frames.energy / frames.natoms
+    z = np.abs(_robust_z_within(per_atom, _energy_populations(frames)))
+    report.add("energy outliers", [f"{where(k)}: {per_atom[k]:.4f} eV/atom, robust z {z[k]:.0f}" for k in np.argsort(-z)
+                                   if z[k] > MAX_ROBUST_Z], ok=f"energy per atom within {MAX_ROBUST_Z:g} robust sigmas of its group")
+    magnitude = np.linalg.norm(frames.forces, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fz = _robust_z_within(np.log(magnitude), {z: np.flatnonzero(frames.numbers == z) for z in np.unique(frames.numbers)})
+    # large forces only: small ones are relaxed geometries
+    atom_frame = np.repeat(np.arange(len(frames)), frames.natoms)
+    report.add("force outliers", [f"{where(atom_frame[a])} atom {a - offsets[atom_frame[a]]} "
+                                  f"({chemical_symbols[frames.numbers[a]]}): |F| {magnitude[a]:.2f} eV/Å, robust z {fz[a]:.0f}"
+                                  for a in np.argsort(-fz) if fz[a] > MAX_FORCE_LOG_Z],
+               ok=f"log |F| within {MAX_FORCE_LOG_Z:g} robust sigmas per element (max {magnitude.max():.2f} eV/Å)")
+
+    pairs = duplicate_pairs(frames, DUPLICATE_TOLERANCE)
+    report.add("duplicates", [f"frames {i} and {j} ({frames.group[i]})" for i, j in pairs],
+               ok=f"no two frames of a group within {DUPLICATE_TOLERANCE} Å")
+
+    present = {chemical_symbols[z] for z in np.unique(frames.numbers)}
+    teacher = frames.attrs.get("teacher", {})
+    known = set(teacher.get("elements", present))
+    report.add("elements vs teacher", [f"{e} is not among the elements of teacher {teacher.get('name', '?')}"
+                                       for e in sorted(present - known)], ok=f"{', '.join(sorted(present))}")
+    report.add("teacher coverage", [f"teacher element {e} never occurs" for e in sorted(known - present)], level="warning",
+               ok="every teacher element occurs")
+
+    splits = {name: set(frames.group[frames.split == k].tolist()) for k, name in enumerate(SPLITS)}
+    report.add("splits", [f"group {g} in {a} and {b}" for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+                          for g in sorted(splits[a] & splits[b])],
+               ok=", ".join(f"{name} {int((frames.split == k).sum())}" for k, name in enumerate(SPLITS)))
+
+    sizes = np.histogram(frames.natoms, bins=[*SIZE_BINS, max(SIZE_BINS[-1] + 1, int(frames.natoms.max()) + 1)])[0]
+    labels = [f"{a}-{b - 1}" for a, b in zip(SIZE_BINS, SIZE_BINS[1:])] + [f">={SIZE_BINS[-1]}"]
+    report.summary = {
+        "frames": len(frames), "atoms": int(frames.natoms.sum()), "groups": len(set(frames.group.tolist())),
+        "atoms per frame": {"min": int(frames.natoms.min()), "median": float(np.median(frames.natoms)),
+                            "max": int(frames.natoms.max())},
+        "size histogram": dict(zip(labels, sizes.tolist())),
+        "samplers": dict(Counter(_kind(s) for s in frames.sampler.tolist()).most_common()),
+        "elements (atoms)": {chemical_symbols[z]: int(c) for z, c in zip(*np.unique(frames.numbers, return_counts=True))},
+        "|F| eV/Å": {"median": float(np.median(magnitude)), "p99": float(np.percentile(magnitude, 99)),
+                     "max": float(magnitude.max())},
+        "periodic frames": int(frames.pbc.all(axis=1).sum()),
+        "teacher": teacher.get("name"),
+        "optional labels": [name for name in OPTIONAL if getattr(frames, name) is not None],
+    }
+    if frames.energy_spread is not None:
+        spread = normalised_spread(frames)
+        report.summary["energy spread / sqrt(atoms), meV"] = {"median": 1e3 * float(np.median(spread)),
+                                                             "p99": 1e3 * float(np.percentile(spread, 99))}
+    if frames.hessian_direction is not None:
+        report.summary["frames with Hessian labels"] = int(np.isfinite(frames.hessian_direction[offsets[:-1], 0]).sum())
+    return report
+
+
+def plot(frames: Frames, report: Report, path) -> None:
+    """The distributions behind the checks, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlffc.plots import save_figure
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    axes[0, 0].hist(frames.natoms, bins=np.geomspace(1, max(2, frames.natoms.max()) * 1.01, 40))
+    axes[0, 0].set(xscale="log", yscale="log", xlabel="atoms per frame", ylabel="frames", title="sizes")
+    axes[0, 1].hist(_composition_residual(frames), bins=80)
+    axes[0, 1].set(yscale="log", xlabel="energy per atom minus a per-element fit (eV)", title="energy")
+    magnitude = np.linalg.norm(frames.forces, axis=1)
+    for z in np.unique(frames.numbers):
+        axes[0, 2].hist(magnitude[frames.numbers == z], bins=80, histtype="step", label=chemical_symbols[z])
+    axes[0, 2].set(yscale="log", xlabel="|F| (eV/Å)", title="forces per element")
+    axes[0, 2].legend()
+    axes[1, 0].hist(report.closest[np.isfinite(report.closest)], bins=80)
+    axes[1, 0].axvline(MIN_DISTANCE, color="red")
+    axes[1, 0].set(xlabel="nearest pair (Å)", ylabel="frames", title="nearest interatomic distance")
+    if frames.energy_spread is not None:
+        axes[1, 1].hist(1e3 * normalised_spread(frames), bins=80)
+        axes[1, 1].set(yscale="log", xlabel="energy spread / sqrt(atoms) (meV)", title="ensemble disagreement")
+    kinds = Counter(_kind(s) for s in frames.sampler.tolist())
+    axes[1, 2].barh(list(kinds), list(kinds.values()))
+    axes[1, 2].set(xscale="log", xlabel="frames", title="samplers")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _composition_residual(frames: Frames) -> np.ndarray:
+    """Energy per atom after a least-squares per-element reference: comparable across molecules."""
+    elements = np.unique(frames.numbers)
+    counts = np.stack([np.bincount(np.repeat(np.arange(len(frames)), frames.natoms)[frames.numbers == z],
+                                   minlength=len(frames)) for z in elements], axis=1)
+    finite = np.isfinite(frames.energy)
+    reference, *_ = np.linalg.lstsq(counts[finite], frames.energy[finite], rcond=None)
+    return (frames.energy - counts @ reference) / frames.natoms
+
+
+def _non_finite(frames: Frames) -> list[str]:
+    problems = []
+    for name in ("positions", "cell", "energy", "forces", "stress", "energy_spread", "forces_spread"):
+        value = getattr(frames, name)
+        if value is not None and not np.isfinite(value).all():
+            problems.append(f"{name}: {int((~np.isfinite(value)).sum())} values")
+    if frames.hessian_direction is not None:  # NaN marks an unlabelled frame: all of it, in both arrays
+        for k, (start, stop) in enumerate(zip(frames.offsets[:-1], frames.offsets[1:])):
+            block = np.concatenate([frames.hessian_direction[start:stop], frames.hessian_product[start:stop]])
+            if np.isinf(block).any() or (np.isnan(block).any() and not np.isnan(block).all()):
+                problems.append(f"Hessian labels of frame {k}: partly NaN or infinite")
+    return problems
+
+
+def _closest(frames: Frames, k: int) -> float:
+    start, stop = frames.offsets[k], frames.offsets[k + 1]
+    positions = frames.positions[start:stop]
+    if stop - start < 2 or not np.isfinite(positions).all():
+        return np.nan
+    periodic = bool(frames.pbc[k].all())
+    (distances,) = NeighborList(cutoff=2.0, full_list=False).compute(
+        positions, frames.cell[k] if periodic else np.zeros((3, 3)), periodic, "d")
+    return float(distances.min()) if len(distances) else 2.0
+
+
+def _energy_populations(frames: Frames) -> dict[str, np.ndarray]:
+    """Frames whose energies are compared: a group with enough frames, else the frames of one
+    element composition (packed systems have unique compositions and are not judged)."""
+    populations, leftovers = {}, []
+    groups = frames.group
+    for group, count in Counter(groups.tolist()).items():
+        members = np.flatnonzero(groups == group)
+        if count >= MIN_FRAMES_FOR_STATISTICS:
+            populations[group] = members
+        else:
+            leftovers.extend(members)
+    by_formula: dict[bytes, list[int]] = {}
+    for k in leftovers:
+        by_formula.setdefault(np.sort(frames.numbers[frames.offsets[k] : frames.offsets[k + 1]]).tobytes(), []).append(k)
+    for formula, members in by_formula.items():
+        if len(members) >= MIN_FRAMES_FOR_STATISTICS:
+            populations[f"composition {hash(formula)}"] = np.array(members)
+    return populations
+
+
+def _robust_z_within(values: np.ndarray, populations: dict) -> np.ndarray:
+    """(x - median) / (1.4826 MAD) within each population; 0 outside any and for non-finite values."""
+    z = np.zeros(len(values))
+    for members in populations.values():
+        x = values[members]
+        finite = np.isfinite(x)
+        if finite.sum() < 2:
+            continue
+        median = np.median(x[finite])
+        mad = 1.4826 * np.median(np.abs(x[finite] - median))
+        z[members] = np.where(finite, (x - median) / max(mad, 1e-12), 0.0)
+    return z
+
+
+def _kind(sampler: str) -> str:
+    """`rattle0.05` -> `rattle`: the sampler without its setting."""
+    return sampler.rstrip("0123456789.K") or sampler
