@@ -24,6 +24,15 @@ TINY = SamplingConfig(mutants_per_seed=0, rattles_per_scale=2, normal_modes_per_
 TINY_SEEDS = ("g2/H2O", "g2/CH4", "g2/NH3")
 
 
+@pytest.fixture(scope="module")
+def teacher():
+    """ANI-1x of its own: FeNNol pads every call to the largest batch its instance has seen, and
+    the session's teacher has labelled 4096-atom batches; these tests' calls are small."""
+    from mlffc.teachers import load_teacher
+
+    return load_teacher("ani1x")
+
+
 def test_teacher_hessian_is_exact(teacher, rng):
     atoms = molecule("CH3OH")
     atoms.positions += rng.normal(0, 0.03, atoms.positions.shape)
@@ -40,21 +49,23 @@ def test_teacher_hessian_is_exact(teacher, rng):
     assert np.abs(finite - hessian @ v.ravel()).max() < 0.02 * np.abs(finite).max()
 
 
-def test_normal_mode_samples_have_the_intended_energy_scale(teacher):
-    """Each sampled mode holds kT/2 on average: harmonically exactly, and the teacher agrees at
-    100 K, where anharmonicity is small."""
-    (minimum,) = relax_molecules([molecule("CH3OH")], teacher, fmax=0.005, steps=300)
-    (hessian,) = teacher.hessians([minimum])
-    w2, modes = normal_modes(minimum, hessian)
-    assert len(w2) == 3 * len(minimum) - 6 and w2.min() > 0
-    temperature, count = 100.0, 400
-    samples = normal_mode_samples(minimum, hessian, temperature, count, np.random.default_rng(0))
-    displacements = np.stack([s.positions - minimum.positions for s in samples]).reshape(count, -1)
-    harmonic = 0.5 * np.einsum("si,ij,sj->s", displacements, hessian, displacements)
-    expected = 0.5 * len(w2) * units.kB * temperature
-    assert harmonic.mean() == pytest.approx(expected, rel=0.08)
-    reference = teacher.compute([minimum]).energy[0]
-    assert (teacher.compute(samples).energy - reference).mean() == pytest.approx(expected, rel=0.15)
+def test_hessian_vector_labels(teacher, rng):
+    structures = [("g2/H2O", "seed", molecule("H2O")), ("g2/H2O", "seed", molecule("H2O")),
+                  ("g2/NH3", "seed", molecule("NH3"))]
+    structures[1][2].positions += rng.normal(0, 0.05, (3, 3))
+    frames = label(structures, teacher)
+    add_hessian_labels(frames, teacher, per_group=1, seed=0)
+    labelled = [k for k in range(3) if np.isfinite(frames.hessian_direction[frames.offsets[k]]).all()]
+    assert len(labelled) == 2 and 2 in labelled
+    hessians = teacher.hessians([frames.atoms(k) for k in labelled])
+    for k in range(3):
+        part = slice(frames.offsets[k], frames.offsets[k + 1])
+        if k not in labelled:
+            assert np.isnan(frames.hessian_direction[part]).all() and np.isnan(frames.hessian_product[part]).all()
+            continue
+        v = frames.hessian_direction[part]
+        assert np.linalg.norm(v) == pytest.approx(1.0)
+        np.testing.assert_allclose(frames.hessian_product[part].ravel(), hessians[labelled.index(k)] @ v.ravel(), atol=1e-8)
 
 
 def test_packed_box_has_no_overlaps_at_the_density_asked(rng):
@@ -85,25 +96,6 @@ def test_selection_keeps_disagreement_and_drops_duplicates(teacher, rng):
     spread = frames.energy_spread
     assert keep[0] and keep.sum() in (5, 6, 7)
     assert spread[keep & (frames.sampler != "seed")].min() >= spread[~keep].max()
-
-
-def test_hessian_vector_labels(teacher, rng):
-    structures = [("g2/H2O", "seed", molecule("H2O")), ("g2/H2O", "seed", molecule("H2O")),
-                  ("g2/NH3", "seed", molecule("NH3"))]
-    structures[1][2].positions += rng.normal(0, 0.05, (3, 3))
-    frames = label(structures, teacher)
-    add_hessian_labels(frames, teacher, per_group=1, seed=0)
-    labelled = [k for k in range(3) if np.isfinite(frames.hessian_direction[frames.offsets[k]]).all()]
-    assert len(labelled) == 2 and 2 in labelled
-    for k in range(3):
-        part = slice(frames.offsets[k], frames.offsets[k + 1])
-        if k not in labelled:
-            assert np.isnan(frames.hessian_direction[part]).all() and np.isnan(frames.hessian_product[part]).all()
-            continue
-        v = frames.hessian_direction[part]
-        assert np.linalg.norm(v) == pytest.approx(1.0)
-        np.testing.assert_allclose(frames.hessian_product[part].ravel(), teacher.hessians([frames.atoms(k)])[0] @ v.ravel(),
-                                   atol=1e-8)
 
 
 def _tiny_seeds():
@@ -175,3 +167,20 @@ def test_resume_after_a_kill_redoes_only_unfinished_shards(tmp_path, teacher):
     _assert_same_labels(read_dataset(out), Frames.concatenate(expected))  # no frame lost, doubled or corrupt
     rerun = subprocess.run([*command[:-2], "--out", str(out), "--rattles-per-scale", "3"], capture_output=True, text=True)
     assert rerun.returncode == 2 and "other sampler settings" in rerun.stderr
+
+
+def test_normal_mode_samples_have_the_intended_energy_scale(teacher):
+    """Each sampled mode holds kT/2 on average: harmonically exactly, and the teacher agrees at
+    100 K, where anharmonicity is small."""
+    (minimum,) = relax_molecules([molecule("CH3OH")], teacher, fmax=0.005, steps=300)
+    (hessian,) = teacher.hessians([minimum])
+    w2, modes = normal_modes(minimum, hessian)
+    assert len(w2) == 3 * len(minimum) - 6 and w2.min() > 0
+    temperature, count = 100.0, 300
+    samples = normal_mode_samples(minimum, hessian, temperature, count, np.random.default_rng(0))
+    displacements = np.stack([s.positions - minimum.positions for s in samples]).reshape(count, -1)
+    harmonic = 0.5 * np.einsum("si,ij,sj->s", displacements, hessian, displacements)
+    expected = 0.5 * len(w2) * units.kB * temperature
+    assert harmonic.mean() == pytest.approx(expected, rel=0.08)
+    reference = teacher.compute([minimum]).energy[0]
+    assert (teacher.compute(samples).energy - reference).mean() == pytest.approx(expected, rel=0.15)

@@ -16,12 +16,13 @@ from mlffc.data.clusters import packed_molecules
 from mlffc.data.mutate import mutate_seeds, parent_group
 from mlffc.data.samplers import (SamplingConfig, crystal_md, gas_md, normal_mode_samples, rattle, relax_molecules,
                                  strain)
-from mlffc.data.select import uncertain, without_duplicates
+from mlffc.data.select import groups_of, uncertain, without_duplicates
 from mlffc.data.storage import SPLITS, Frames
 from mlffc.errors import MlffcError
 from mlffc.progress import console, progress_bar
 from mlffc.structures import closest_pair
 from mlffc.teachers import Teacher
+from mlffc.teachers.base import atom_batches
 from mlffc.units import UNITS
 
 LABEL_BATCH_ATOMS = 4096  # atoms per teacher call (FeNNol's call size: padding then never grows past it)
@@ -150,32 +151,42 @@ def packed_configurations(
 
 def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
     structures = [atoms for _, _, atoms in sampled]
-    parts = []
+    labels = [None] * len(structures)
     with progress_bar() as progress:
         task = progress.add_task("labelling", total=len(structures), status=teacher.info.name)
-        for batch in _atom_batches(structures, LABEL_BATCH_ATOMS):
-            parts.append(teacher.compute(structures[batch]))
-            progress.advance(task, batch.stop - batch.start)
-    natoms = np.concatenate([p.natoms for p in parts])
+        for batch in atom_batches(structures, LABEL_BATCH_ATOMS):
+            computed = teacher.compute([structures[k] for k in batch])
+            forces = computed.split_forces()
+            spreads = [None] * len(batch) if computed.forces_spread is None else np.split(
+                computed.forces_spread, np.cumsum(computed.natoms)[:-1])
+            for slot, k in enumerate(batch):
+                labels[k] = {"energy": computed.energy[slot], "forces": forces[slot], "forces_spread": spreads[slot],
+                             "stress": None if computed.stress is None else computed.stress[slot],
+                             "energy_spread": None if computed.energy_spread is None else computed.energy_spread[slot]}
+            progress.advance(task, len(batch))
 
-    def joined(name):
-        values = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in values) else np.concatenate(values)
+    def joined(name, combine=np.array):
+        values = [entry[name] for entry in labels]
+        if all(v is None for v in values):
+            return None
+        if name == "stress":  # molecules labelled apart from periodic cells have no stress: zeros
+            values = [np.zeros((3, 3)) if v is None else v for v in values]
+        return None if any(v is None for v in values) else combine(values)
 
     return Frames(
-        natoms=natoms,
+        natoms=np.array([len(a) for a in structures], dtype=np.int64),
         numbers=np.concatenate([a.numbers for a in structures]).astype(np.uint8),
         positions=np.concatenate([a.positions for a in structures]),
         cell=np.stack([a.cell.array for a in structures]),
         pbc=np.stack([a.pbc for a in structures]),
         energy=joined("energy"),
-        forces=joined("forces"),
+        forces=joined("forces", np.concatenate),
         stress=joined("stress"),
         energy_spread=joined("energy_spread"),
-        forces_spread=joined("forces_spread"),
+        forces_spread=joined("forces_spread", np.concatenate),
         group=np.array([g for g, _, _ in sampled]),
         sampler=np.array([s for _, s, _ in sampled]),
-        split=np.zeros(len(natoms), dtype=np.uint8),
+        split=np.zeros(len(structures), dtype=np.uint8),
     )
 
 
@@ -185,20 +196,18 @@ def add_hessian_labels(frames: Frames, teacher: Teacher, per_group: int, seed: i
     directions = np.full_like(frames.positions, np.nan)
     products = np.full_like(frames.positions, np.nan)
     picked = []
-    for group in dict.fromkeys(frames.group.tolist()):
-        rng = np.random.default_rng([seed, zlib.crc32(group.encode()), 3])
-        members = np.flatnonzero(frames.group == group)
+    for members in groups_of(frames):
+        rng = np.random.default_rng([seed, zlib.crc32(str(frames.group[members[0]]).encode()), 3])
         for k in sorted(rng.choice(members, min(per_group, len(members)), replace=False)):
             v = rng.normal(size=(frames.natoms[k], 3))
             picked.append((int(k), v / np.linalg.norm(v)))
-    picked.sort()
     offsets = frames.offsets
     structures = [frames.atoms(k) for k, _ in picked]
     with progress_bar() as progress:
         task = progress.add_task("Hessian-vector labels", total=len(picked), status=teacher.info.name)
-        for batch in _atom_batches(structures, LABEL_BATCH_ATOMS):
-            chosen = picked[batch]
-            hv = teacher.hessian_vector_products(structures[batch], np.concatenate([v for _, v in chosen]))
+        for batch in atom_batches(structures, LABEL_BATCH_ATOMS):
+            chosen = [picked[slot] for slot in batch]
+            hv = teacher.hessian_vector_products([structures[slot] for slot in batch], np.concatenate([v for _, v in chosen]))
             for (k, v), part in zip(chosen, np.split(hv, np.cumsum([len(v) for _, v in chosen])[:-1])):
                 directions[offsets[k] : offsets[k + 1]] = v
                 products[offsets[k] : offsets[k + 1]] = part
@@ -239,16 +248,3 @@ def generate(
         "splits": {name: sorted(set(frames.group[frames.split == k].tolist())) for k, name in enumerate(SPLITS)},
     }
     return frames
-
-
-def _atom_batches(structures: list[Atoms], max_atoms: int) -> list[slice]:
-    """Consecutive slices of at most max_atoms atoms (a larger structure goes alone)."""
-    batches, start, size = [], 0, 0
-    for stop, atoms in enumerate(structures):
-        if stop > start and size + len(atoms) > max_atoms:
-            batches.append(slice(start, stop))
-            start, size = stop, 0
-        size += len(atoms)
-    if structures:
-        batches.append(slice(start, len(structures)))
-    return batches

@@ -26,7 +26,7 @@ def uncertain(frames: Frames, quantile: float) -> np.ndarray:
     if quantile <= 0 or frames.energy_spread is None:
         return keep
     spread = normalised_spread(frames)
-    for members in _groups(frames):
+    for members in groups_of(frames):
         threshold = np.quantile(spread[members], quantile)
         keep[members] = (spread[members] >= threshold) | (frames.sampler[members] == "seed")
     return keep
@@ -39,7 +39,7 @@ def duplicate_pairs(frames: Frames, tolerance: float) -> list[tuple[int, int]]:
     atoms are not compared."""
     pairs = []
     offsets = frames.offsets
-    for members in _groups(frames):
+    for members in groups_of(frames):
         by_formula: dict[bytes, list[int]] = {}
         for k in members:
             if frames.natoms[k] > 1 and frames.natoms[k] <= MAX_DESCRIBED_ATOMS:
@@ -63,7 +63,8 @@ def without_duplicates(frames: Frames, tolerance: float) -> np.ndarray:
     return keep
 
 
-def _groups(frames: Frames) -> list[np.ndarray]:
+def groups_of(frames: Frames) -> list[np.ndarray]:
+    """Frame indices of each group (in frame order within a group)."""
     _, inverse = np.unique(frames.group, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     return np.split(order, np.cumsum(np.bincount(inverse))[:-1])

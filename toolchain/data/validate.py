@@ -12,11 +12,12 @@ import numpy as np
 from ase.data import chemical_symbols
 from vesin import NeighborList
 
-from mlffc.data.select import duplicate_pairs, normalised_spread
+from mlffc.data.select import duplicate_pairs, groups_of, normalised_spread
 from mlffc.data.storage import OPTIONAL, SPLITS, Frames
 
 MIN_DISTANCE = 0.5  # Å: nearer atoms are a sampling failure
 MAX_ROBUST_Z = 20.0  # energy per atom: |x - median| / (1.4826 MAD) within its group above this is an outlier
+ENERGY_SIGMA_FLOOR = 0.1  # eV/atom: a group of near-minimum frames has a tiny MAD, and a hard rattle is no error
 MAX_FORCE_LOG_Z = 5.0  # the same on log |F| per element (force magnitudes are log-normal-like, with a long tail)
 MIN_FRAMES_FOR_STATISTICS = 8  # energy outliers are judged in groups (or compositions) at least this large
 DUPLICATE_TOLERANCE = 0.005  # Å, as in generation (SamplingConfig.duplicate_tolerance)
@@ -61,9 +62,9 @@ def validate(frames: Frames) -> Report:
                ok=f"all >= {MIN_DISTANCE} Å (nearest {np.nanmin(closest):.3f} Å)")
 
     per_atom = frames.energy / frames.natoms
-    z = np.abs(_robust_z_within(per_atom, _energy_populations(frames)))
+    z = np.abs(_robust_z_within(per_atom, _energy_populations(frames), floor=ENERGY_SIGMA_FLOOR))
     report.add("energy outliers", [f"{where(k)}: {per_atom[k]:.4f} eV/atom, robust z {z[k]:.0f}" for k in np.argsort(-z)
-                                   if z[k] > MAX_ROBUST_Z], ok=f"energy per atom within {MAX_ROBUST_Z:g} robust sigmas of its group")
+                                   if z[k] > MAX_ROBUST_Z], ok=f"energy per atom within {MAX_ROBUST_Z:g} robust sigmas (at least {ENERGY_SIGMA_FLOOR} eV) of its group")
     magnitude = np.linalg.norm(frames.forces, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         fz = _robust_z_within(np.log(magnitude), {z: np.flatnonzero(frames.numbers == z) for z in np.unique(frames.numbers)})
@@ -186,11 +187,9 @@ def _energy_populations(frames: Frames) -> dict[str, np.ndarray]:
     """Frames whose energies are compared: a group with enough frames, else the frames of one
     element composition (packed systems have unique compositions and are not judged)."""
     populations, leftovers = {}, []
-    groups = frames.group
-    for group, count in Counter(groups.tolist()).items():
-        members = np.flatnonzero(groups == group)
-        if count >= MIN_FRAMES_FOR_STATISTICS:
-            populations[group] = members
+    for members in groups_of(frames):
+        if len(members) >= MIN_FRAMES_FOR_STATISTICS:
+            populations[frames.group[members[0]]] = members
         else:
             leftovers.extend(members)
     by_formula: dict[bytes, list[int]] = {}
@@ -202,8 +201,9 @@ def _energy_populations(frames: Frames) -> dict[str, np.ndarray]:
     return populations
 
 
-def _robust_z_within(values: np.ndarray, populations: dict) -> np.ndarray:
-    """(x - median) / (1.4826 MAD) within each population; 0 outside any and for non-finite values."""
+def _robust_z_within(values: np.ndarray, populations: dict, floor: float = 1e-12) -> np.ndarray:
+    """(x - median) / max(1.4826 MAD, floor) within each population; 0 outside any and for
+    non-finite values."""
     z = np.zeros(len(values))
     for members in populations.values():
         x = values[members]
@@ -212,7 +212,7 @@ def _robust_z_within(values: np.ndarray, populations: dict) -> np.ndarray:
             continue
         median = np.median(x[finite])
         mad = 1.4826 * np.median(np.abs(x[finite] - median))
-        z[members] = np.where(finite, (x - median) / max(mad, 1e-12), 0.0)
+        z[members] = np.where(finite, (x - median) / max(mad, floor), 0.0)
     return z
 
 
