@@ -138,19 +138,21 @@ def file_sha256(path: Path) -> str:
 HESSIAN_BATCH_ATOMS = 4096  # atoms per Hessian batch (sorted by size): 3 * (largest structure) products each
 
 
-def atom_batches(structures: Sequence[Atoms], max_atoms: int, order: Sequence[int] | None = None) -> list[list[int]]:
-    """Index groups of at most max_atoms atoms (a larger structure goes alone), periodic and
-    non-periodic structures kept apart, so one model call sees one kind; structures taken in
-    `order` (default: as given)."""
+def atom_batches(structures: Sequence[Atoms], max_atoms: int, order: Sequence[int] | None = None,
+                 max_periodic_atoms: int | None = None) -> list[list[int]]:
+    """Index groups of at most max_atoms atoms (max_periodic_atoms for periodic structures, if
+    given; a larger structure goes alone), periodic and non-periodic structures kept apart, so
+    one model call sees one kind; structures taken in `order` (default: as given)."""
     groups: list[list[int]] = []
     for periodic in (False, True):
+        limit = max_periodic_atoms if periodic and max_periodic_atoms else max_atoms
         current, size = [], 0
         for k in range(len(structures)) if order is None else order:
             k = int(k)
             atoms = structures[k]
             if bool(atoms.pbc.all()) != periodic:
                 continue
-            if current and size + len(atoms) > max_atoms:
+            if current and size + len(atoms) > limit:
                 groups.append(current)
                 current, size = [], 0
             current.append(k)

@@ -16,6 +16,7 @@ from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom
 from mlffc.units import HARTREE_TO_EV
 
 MAX_ATOMS_PER_CALL = 4096
+MAX_PERIODIC_ATOMS_PER_CALL = 2048  # periodic inputs cost ~1.2 GB per 1000 dense atoms (FeNNol's CPU neighbour search)
 HVP_DIRECTIONS = 8  # Hessian-vector products per vmapped call
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
 
@@ -29,8 +30,9 @@ class FennolTeacher(Teacher):
     networks, with or without a periodic cell. Per-member forces (`force_spread=True`) need one
     backward per member and cost ~4x more.
 
-    Inputs are padded (`use_atom_padding`): atom, system and neighbour counts only grow, so a
-    batch no larger than one seen before reuses the compiled code; `warm_up` at the largest
+    Inputs are padded (`use_atom_padding`): atom, system and neighbour counts only grow (for
+    molecules and periodic cells apart), so a batch no larger than one seen before reuses the
+    compiled code; `warm_up` at the largest
     size saves the recompilations (1-3 s each) on the way up. `precision='float64'` (default)
     enables JAX's float64 mode for the process: float32 totals at ~300 atoms carry ~80 meV of
     rounding."""
@@ -59,7 +61,9 @@ class FennolTeacher(Teacher):
         for path, model in zip(paths[1:], models[1:]):
             if model._input_args != reference._input_args:
                 raise MlffcError(f"teacher '{name}': {path} has another architecture than {paths[0]}; an ensemble needs one")
-        self._model = reference
+        # Padding state lives in a model's preprocessing: molecules and periodic cells pad apart, so
+        # a large molecular batch never pads a dense periodic one (whose neighbour search it would bloat).
+        self._preprocessors = {False: reference, True: FENNIX.load(paths[0], use_atom_padding=True)}
         self._dtype = PRECISIONS[precision]
         self._to_ev = HARTREE_TO_EV / reference.Ha_to_model_energy
         self._variables = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[m.variables for m in models])
@@ -95,7 +99,7 @@ class FennolTeacher(Teacher):
         forces = [None] * len(structures)
         forces_spread = [None] * len(structures)
         stress = np.zeros((len(structures), 3, 3))
-        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL):
+        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
             e, de, f, df, s = self._compute_chunk([structures[k] for k in chunk])
             energy[chunk], energy_spread[chunk], stress[chunk] = e, de, s
             for k, fk, dfk in zip(chunk, f, df):
@@ -116,7 +120,7 @@ class FennolTeacher(Teacher):
         vmapped call (the forward pass is shared by the directions of one call)."""
         products = np.empty_like(directions)
         offsets = np.concatenate([[0], np.cumsum([len(a) for a in structures])])
-        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL):
+        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
             atoms_index = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in chunk])
             prepared, _ = self._prepare([structures[k] for k in chunk])
             true_atoms = np.asarray(prepared["true_atoms"])
@@ -144,7 +148,7 @@ class FennolTeacher(Teacher):
             cells = np.stack([a.cell.array for a in structures]).astype(self._dtype)
             inputs["cells"] = cells
             inputs["reciprocal_cells"] = np.linalg.inv(cells)
-        return self._model.preprocess(**inputs), cells
+        return self._preprocessors[cells is not None].preprocess(**inputs), cells
 
     def _compute_chunk(self, structures: list[Atoms]):
         """One model call on structures that are all periodic or all not (atom_batches sees to it)."""
