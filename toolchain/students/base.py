@@ -65,7 +65,8 @@ class Student(nn.Module):
         virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
         virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
         volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
-        stress = virial / torch.where(volume > 0, volume, torch.ones_like(volume)).reshape(-1, 1, 1)
+        periodic = (volume > 0).reshape(-1, 1, 1)
+        stress = torch.where(periodic, virial / torch.where(periodic, volume.reshape(-1, 1, 1), 1.0), 0.0)
         return energy, forces, stress
 
 
