@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlffc.graph import Graph, build_graph
+from mlffc.runtime.backends import LOADERS, prepare_aoti
 from mlffc.runtime.manifest import check_compatible, read_manifest, verify_payload
 from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
@@ -23,11 +24,12 @@ Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def _aoti_runner(artifact: Path, manifest: dict) -> Runner:
+    prepare_aoti(artifact, manifest)
     runner = torch._inductor.aoti_load_package(str(artifact / manifest["backend"]["entry"]))
     return runner
 
 
-_LOADERS: dict[str, Callable[[Path, dict], Runner]] = {"aoti": _aoti_runner}
+_LOADERS: dict[str, Callable[[Path, dict], Runner]] = {"aoti": _aoti_runner, **LOADERS}
 
 
 class CompiledModel:
