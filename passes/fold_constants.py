@@ -5,7 +5,7 @@ Needs: the energy graph (before differentiation), after the fusion passes (they 
 (weight transposes, scaled buffers, ...): each is replaced by its value; and species lookups
 through constant tables are composed, `A[B[x]] -> (A[B])[x]` for constant A and integer B (e.g.
 one-hot(species index(Z)) and reference-energy(species index(Z)) become one lookup by atomic
-number Z). Values are unchanged, bit for bit.
+number Z). Results change only by rounding (a stored transpose changes a matmul's summation order).
 """
 
 from __future__ import annotations

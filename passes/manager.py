@@ -30,6 +30,7 @@ from mlffc.passes.fold_constants import fold_constants
 from mlffc.passes.fuse_edge_scatter import fuse_edge_scatter
 from mlffc.passes.fuse_linear_activation import fuse_linear_activation
 from mlffc.passes.fuse_radial_linear import fuse_radial_linear
+from mlffc.passes.lower_broadcasts_to_matmuls import lower_broadcasts_to_matmuls
 from mlffc.passes.quantize_weights import quantize_weights
 from mlffc.passes.remove_dead_code import remove_dead_code
 from mlffc.passes.remove_identity_ops import remove_identity_ops
@@ -46,7 +47,7 @@ ENERGY_PASSES: tuple[Pass, ...] = (
     convert_precision,
     quantize_weights,
 )
-JOINT_PASSES: tuple[Pass, ...] = (decompose_silu_backward, eliminate_common_subexpressions, remove_dead_code)
+JOINT_PASSES: tuple[Pass, ...] = (decompose_silu_backward, lower_broadcasts_to_matmuls, eliminate_common_subexpressions, remove_dead_code)
 PASSES: dict[str, Pass] = {p.__name__: p for p in (*ENERGY_PASSES, *JOINT_PASSES)}
 
 

@@ -29,7 +29,7 @@ from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS, build_graph
 from mlffc.io import atomic_directory, write_json
 from mlffc.metrics import error_metrics
-from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Calibration, PassSettings, needs_custom_ops, optimize
+from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, optimize
 from mlffc.passes.core import EXACT
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
@@ -75,8 +75,11 @@ def resolve_target(name: str, backend: str | None = None, threads: int | None = 
 
 
 def pass_settings(target: Target) -> PassSettings:
+    """The target's pass settings; its settings dict may set accumulation, layers (per-layer
+    precision) and budgets (pass name -> {energy_per_atom, forces, teacher_force_mae})."""
+    budgets = {name: Budget(**budget) for name, budget in target.settings.get("budgets", {}).items()}
     return PassSettings(device=target.device, precision=target.precision, accumulation=target.settings.get("accumulation", "fp64"),
-                        layers=target.settings.get("layers", {}))
+                        layers=target.settings.get("layers", {}), budgets=budgets)
 
 
 def plan(target: Target) -> list[str]:

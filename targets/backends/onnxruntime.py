@@ -3,7 +3,9 @@ execution provider.
 
 The joint graph (forward and its traced backward) exports through `torch.onnx.export(dynamo=True)`
 once `silu_backward`, which has no ONNX translation, is decomposed into elementwise ops (the
-required pass decompose_silu_backward). Graphs
+required pass decompose_silu_backward); inner-dimension broadcasts and reductions, which ONNX
+Runtime's CPU kernels run ~10x slower than small GEMMs, become matmuls (lower_broadcasts_to_matmuls).
+Graphs
 calling the mlffc op library cannot be exported (ONNX Runtime does not know those kernels).
 """
 
@@ -29,7 +31,7 @@ class OnnxRuntime(Backend):
     package = "onnxruntime"
     requires = (("onnxruntime", "onnxruntime"), ("onnx", "onnx"), ("onnxscript", "onnxscript"))
     devices = ("cpu", "cuda")
-    required_passes = ("decompose_silu_backward",)
+    required_passes = ("decompose_silu_backward", "lower_broadcasts_to_matmuls")
 
     def lower(self, exported: ExportedProgram, target, out_dir: Path) -> Payload:
         path = out_dir / PAYLOAD
