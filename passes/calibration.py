@@ -51,4 +51,4 @@ class Calibration:
     def time_ms(self, evaluate: Evaluate) -> float | None:
         if self.timing is None:
             return None
-        return median_ms(lambda: evaluate(self.timing), repeats=5, warmup=1, budget_s=3.0)
+        return median_ms(lambda: evaluate(self.timing), repeats=3, warmup=1, budget_s=2.0)

@@ -1,6 +1,7 @@
 """decompose_silu_backward: the traced SiLU backward as elementwise ops.
 
-Needs: the joint graph (after differentiation), where autograd recorded `silu_backward`. After:
+Needs: the joint graph (after differentiation; fake values on its inputs), where autograd recorded
+`silu_backward`. After:
 every silu_backward(g, x) is g * s * (1 + x * (1 - s)) with s = sigmoid(x). ONNX has no
 translation of silu_backward and TVM's torch frontend no converter, so the backends that lower
 through them require this pass; AOTInductor does not need it.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from torch.fx import GraphModule
 
-from mlffc.passes.core import EXACT, aten, graph_pass, is_call
+from mlffc.passes.core import EXACT, aten, finish, graph_pass, is_call
 
 
 @graph_pass(budget=EXACT)
@@ -27,6 +28,4 @@ def decompose_silu_backward(graph_module: GraphModule, settings) -> GraphModule:
             decomposed = graph.call_function(aten.mul.Tensor, (graph.call_function(aten.mul.Tensor, (grad, s)), slope))
         node.replace_all_uses_with(decomposed)
         graph.erase_node(node)
-    graph.lint()
-    graph_module.recompile()
-    return graph_module
+    return finish(graph_module)

@@ -48,8 +48,7 @@ _CLEANUP = ("remove_identity_ops", "fold_constants", "eliminate_common_subexpres
 CPU_PASSES = ("fuse_edge_scatter", *_CLEANUP)
 
 register_target(Target("cpu", device="cpu", backend="aoti", backends=("aoti", "onnxruntime", "tvm"), passes=CPU_PASSES,
-                       description="this machine's CPU (its vector ISA, e.g. AVX512/AVX2, goes in the manifest), "
-                                   "one thread per process (MD replicas)"))
+                       description="this CPU (vector ISA in the manifest), 1 thread per process"))
 for _name, _arch, _gpu in (("v100", "sm_70", "V100"), ("a100", "sm_80", "A100"), ("l4", "sm_89", "L4"), ("h100", "sm_90", "H100")):
     register_target(Target(_name, device="cuda", arch=_arch, backend="aoti", backends=("aoti", "onnxruntime", "tvm", "tensorrt"),
                            passes=_CLEANUP, description=f"NVIDIA {_gpu} ({_arch})"))

@@ -25,6 +25,22 @@ from mlffc.students.base import edge_vectors, energy_forces_stress
 
 OUTPUTS = ("energy", "forces", "stress")
 ENERGY_INPUTS = ("vectors", "species", "edge_index", "cell", "batch")
+# The joint graph's inputs and outputs: shapes in dynamic sizes (atoms, edges, structures), dtypes, units.
+SIGNATURE = {
+    "inputs": [
+        {"name": "positions", "shape": ["atoms", 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "species", "shape": ["atoms"], "dtype": "int64", "unit": "atomic number"},
+        {"name": "edge_index", "shape": [2, "edges"], "dtype": "int64", "unit": "atom index (centre, neighbour)"},
+        {"name": "shifts", "shape": ["edges", 3], "dtype": "float32", "unit": "cell shifts (integers)"},
+        {"name": "cell", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "batch", "shape": ["atoms"], "dtype": "int64", "unit": "structure index"},
+    ],
+    "outputs": [
+        {"name": "energy", "shape": ["structures"], "dtype": "float64", "unit": "eV"},
+        {"name": "forces", "shape": ["atoms", 3], "dtype": "float32", "unit": "eV/Angstrom"},
+        {"name": "stress", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "eV/Angstrom^3"},
+    ],
+}
 
 
 def example_graph(student: Student, sizes: tuple[int, ...] = (7, 11), seed: int = 0) -> Graph:

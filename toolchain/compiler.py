@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import mlffc
-from mlffc.capture import OUTPUTS, example_graph, export
+from mlffc.capture import OUTPUTS, SIGNATURE, example_graph, export
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_frames
@@ -183,6 +183,7 @@ def _manifest(student: Student, meta: dict, target: Target, backend, payload: Pa
         "units": UNITS,
         "inputs": list(GRAPH_INPUTS),
         "outputs": list(OUTPUTS),
+        "signature": SIGNATURE,
         "capabilities": {"periodic": True, "stress": True},
     }
 

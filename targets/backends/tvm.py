@@ -84,7 +84,7 @@ def _loop_nests_rule():
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
     from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
-    from tvm.s_tir.dlight.base.utils import auto_vectorize, get_extent
+    from tvm.s_tir.dlight.base.utils import get_extent
     from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
     class LoopNestsRule(CPUScheduleRule):
@@ -104,13 +104,29 @@ def _loop_nests_rule():
             threads = int(target.attrs.get("num-cores", 1))
             for info in infos:
                 try:
-                    self._schedule(sch, info, threads, get_extent, auto_vectorize)
+                    self._schedule(sch, info, threads)
                 except Exception:  # noqa: BLE001 -- a primitive that does not apply leaves the nest as it was
                     continue
             return sch
 
         @staticmethod
-        def _schedule(sch, info, threads, get_extent, auto_vectorize):
+        def _vectorize(sch, loop, lanes: int = 16) -> None:
+            """Vectorise a static loop: whole if short, else by the widest of 16/8/4 lanes that
+            divides it (a split with a remainder adds a predicate that blocks vectorisation);
+            otherwise leave it to LLVM's loop vectoriser."""
+            extent = get_extent(sch, loop)
+            if not isinstance(extent, int):
+                return
+            if extent <= lanes:
+                sch.vectorize(loop)
+                return
+            for width in (16, 8, 4):
+                if extent % width == 0:
+                    sch.vectorize(sch.split(loop, factors=[None, width])[1])
+                    return
+
+        @classmethod
+        def _schedule(cls, sch, info, threads):
             loops, kinds = sch.get_loops(info.block_rv), info.dom_kind()
             if len(loops) != len(kinds) or not loops:
                 return
@@ -121,10 +137,10 @@ def _loop_nests_rule():
                     reductions = [loops[i] for i, k in enumerate(kinds) if k == "R"]
                     sch.reorder(*[loops[i] for i in spatial[:-1]], *reductions, loops[inner])
                     init = sch.decompose_reduction(info.block_rv, reductions[0])
-                    auto_vectorize(sch, loops[inner], 16)
-                    auto_vectorize(sch, sch.get_loops(init)[-1], 16)
+                    cls._vectorize(sch, loops[inner])
+                    cls._vectorize(sch, sch.get_loops(init)[-1])
             elif info.is_injective():
-                auto_vectorize(sch, loops[-1], 16)
+                cls._vectorize(sch, loops[-1])
             if threads > 1 and kinds[0] == "S":
                 sch.parallel(loops[0])
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -55,11 +56,15 @@ def _build() -> Path:
         key.update(part.encode())
     build_dir = cache_dir() / "ops" / key.hexdigest()[:16]
     build_dir.mkdir(parents=True, exist_ok=True)
+    path = os.environ["PATH"]
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])  # ninja from the venv when not activated
     try:
         load(name="mlffc_ops", sources=[str(s) for s in sources], build_directory=str(build_dir), extra_cflags=flags,
              extra_cuda_cflags=["-O3"], is_python_module=False, verbose=False)
     except (RuntimeError, OSError) as exc:
-        raise MlffcError(f"building the mlffc op library failed (needs a C++ compiler; see {build_dir}): {exc}") from exc
+        raise MlffcError(f"building the mlffc op library failed (needs a C++ compiler and ninja; see {build_dir}): {exc}") from exc
+    finally:
+        os.environ["PATH"] = path
     return build_dir / "mlffc_ops.so"
 
 
