@@ -37,8 +37,9 @@ class Budget:
                 if error.get(k) is not None and error[k] > getattr(self, k)]
 
 
-# Rounding-level changes (reordered fp32 sums): what an exact rewrite may move.
-EXACT = Budget(energy_per_atom=1e-5, forces=1e-4, teacher_force_mae=1e-4)
+# Rounding-level changes (reordered fp32 sums; forces reach ~100 eV/Å on the compact calibration
+# example, so ~1e-6 relative is ~1e-4 absolute): what an exact rewrite may move.
+EXACT = Budget(energy_per_atom=1e-5, forces=5e-4, teacher_force_mae=1e-4)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import math
 import torch
 from torch.fx import GraphModule
 
-from mlffc.passes.core import EXACT, add_constant, aten, dtype, finish, graph_pass, is_call, shape
+from mlffc.passes.core import EXACT, add_constant, aten, dtype, finish, graph_pass, is_call, set_arg, shape
 
 MAX_COLUMNS = 4096  # larger constant matrices would cost more than the broadcast they replace
 
@@ -41,10 +41,7 @@ def lower_broadcasts_to_matmuls(graph_module: GraphModule, settings) -> GraphMod
                     continue
                 selection = _broadcast_matrix(inner[1:], out[1:], dtype(operand))
                 with graph.inserting_before(node):
-                    expanded = _matmul_rows(graph_module, node, operand, selection, out[1:], "broadcast")
-                args = list(node.args)
-                args[k] = expanded
-                node.args = tuple(args)
+                    set_arg(node, k, _matmul_rows(graph_module, operand, selection, out[1:], "broadcast"))
         elif is_call(node, aten.sum.dim_IntList) and dtype(node) in (torch.float32, torch.float64):
             source = node.args[0]
             inner = shape(source)
@@ -55,7 +52,7 @@ def lower_broadcasts_to_matmuls(graph_module: GraphModule, settings) -> GraphMod
             kept = [inner[d] for d in range(1, len(inner)) if d not in dims]
             selection = _broadcast_matrix([1 if d in dims else inner[d] for d in range(1, len(inner))], inner[1:], dtype(node)).t()
             with graph.inserting_before(node):
-                reduced = _matmul_rows(graph_module, node, source, selection, out[1:] if keepdim else kept, "reduce")
+                reduced = _matmul_rows(graph_module, source, selection, out[1:] if keepdim else kept, "reduce")
             node.replace_all_uses_with(reduced)
             graph.erase_node(node)
     return finish(graph_module)
@@ -70,7 +67,7 @@ def _broadcast_matrix(inner: list[int], outer: list[int], dtype) -> torch.Tensor
     return matrix
 
 
-def _matmul_rows(graph_module: GraphModule, node, operand, matrix: torch.Tensor, shape_after: list[int], kind: str):
+def _matmul_rows(graph_module: GraphModule, operand, matrix: torch.Tensor, shape_after: list[int], kind: str):
     """reshape(operand, [rows, -1]) @ matrix, reshaped to [rows, *shape_after]."""
     graph = graph_module.graph
     rows = graph.call_function(aten.sym_size.int, (operand, 0))

@@ -61,3 +61,18 @@ def test_pipeline_generate_train_compile_check(tmp_path):
     assert json.loads(report.read_text())["passed"] and (tmp_path / "parity.png").exists()
     result = mlffc("check", artifact, "--data", data, "--max-force-mae", 1e-6)
     assert result.returncode == 1 and "FAILED" in result.stdout
+
+
+def test_plan_shows_passes_and_backend():
+    result = mlffc("compile", "--target", "cpu", "--backend", "onnxruntime", "--plan")
+    assert result.returncode == 0, result.stderr
+    assert "lower_broadcasts_to_matmuls" in result.stdout and "backend onnxruntime" in result.stdout
+    assert "fuse_edge_scatter" not in result.stdout  # onnxruntime cannot run the fused ops
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_edge_scatter,remove_dead_code", "--precision", "bf16", "--plan")
+    assert result.returncode == 0 and "fuse_edge_scatter" in result.stdout and "precision bf16" in result.stdout
+
+
+def test_unknown_pass_and_precision_are_clear_errors():
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_everything", "--plan")
+    assert result.returncode == 2 and "unknown pass 'fuse_everything'" in result.stderr
+    assert "Traceback" not in result.stderr

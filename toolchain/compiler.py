@@ -30,7 +30,7 @@ from mlffc.graph import GRAPH_INPUTS, build_graph
 from mlffc.io import atomic_directory, write_json
 from mlffc.metrics import error_metrics
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, optimize
-from mlffc.passes.core import EXACT
+from mlffc.passes.core import EXACT, PRECISIONS
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
 from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, host_description, sha256_file
@@ -68,6 +68,8 @@ def resolve_target(name: str, backend: str | None = None, threads: int | None = 
     required = [p for p in BACKENDS[target.backend].required_passes if p not in target.passes]
     target = replace(target, passes=(*target.passes, *required))
     if precision is not None:
+        if precision not in PRECISIONS:
+            raise MlffcError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
         target = replace(target, precision=precision)
     if threads is not None:
         target = replace(target, threads=threads)
@@ -107,6 +109,8 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             f"and none is visible; run on that GPU, or use --plan to see the pipeline"
         )
     backend = get_backend(target.backend)
+    if target.device not in backend.devices:
+        raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
     student, meta = load_student(student_path)
     frames = read_frames(data).split_named("test") if data else None
     example = example_graph(student)

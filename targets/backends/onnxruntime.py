@@ -19,7 +19,6 @@ from torch.export import ExportedProgram
 from mlffc.capture import OUTPUTS
 from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS
-from mlffc.io import atomic_path
 from mlffc.targets.backends.base import Backend, Payload
 
 PAYLOAD = "model.onnx"
@@ -40,7 +39,6 @@ class OnnxRuntime(Backend):
                                         output_names=list(OUTPUTS), external_data=False, verbose=False)
         except Exception as exc:  # the exporter raises many types; name the step that failed
             raise MlffcError(f"ONNX export of the joint graph failed: {exc}") from exc
-        with atomic_path(path) as tmp:
-            program.save(str(tmp), external_data=False)
+        program.save(str(path), external_data=False)  # into the compiler's temporary artifact directory
         providers = ["CUDAExecutionProvider"] if target.device == "cuda" else ["CPUExecutionProvider"]
         return Payload(path, facts={"opset": OPSET, "providers": providers})

@@ -5,14 +5,14 @@ The frontend lacks a converter for `silu_backward` (the required pass decompose_
 removes it) and converts `index_put` with a single index into a [N, W] tensor (index_add, the
 backward of gathers) only for as many index tensors as dimensions: `_converters` maps it to a
 two-index index_put (rows x columns). TVM's default CPU pipeline leaves every loop nest
-unscheduled (serial, scalar); `schedule_cpu` parallelises and vectorises them (see its docstring).
+unscheduled (serial, scalar); `LoopNests` vectorises (and, for several threads, parallelises)
+them (see its docstring). Meta-schedule tuning needs static shapes; these graphs' sizes are dynamic.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch.export import ExportedProgram
 
 from mlffc.errors import MlffcError
