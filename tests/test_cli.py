@@ -128,3 +128,18 @@ def test_check_md_runs_artifact_and_teacher(artifact, tmp_path):
         assert runs["nve_box"]["stable"] and runs["nvt_box"]["frames"] == 2  # steps 20 and 30
         assert np.isfinite(runs["nve_molecule"]["drift_ev_per_atom_per_ps"])
     assert any(f.startswith("nve_molecule drift") for f in md["failures"]) and np.isfinite(md["rdf_error"])
+
+
+def test_plan_shows_passes_and_backend():
+    result = mlffc("compile", "--target", "cpu", "--backend", "onnxruntime", "--plan")
+    assert result.returncode == 0, result.stderr
+    assert "lower_broadcasts_to_matmuls" in result.stdout and "backend onnxruntime" in result.stdout
+    assert "fuse_edge_scatter" not in result.stdout  # onnxruntime cannot run the fused ops
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_edge_scatter,remove_dead_code", "--precision", "bf16", "--plan")
+    assert result.returncode == 0 and "fuse_edge_scatter" in result.stdout and "precision bf16" in result.stdout
+
+
+def test_unknown_pass_and_precision_are_clear_errors():
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_everything", "--plan")
+    assert result.returncode == 2 and "unknown pass 'fuse_everything'" in result.stderr
+    assert "Traceback" not in result.stderr

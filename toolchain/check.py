@@ -4,12 +4,12 @@ exceeds its limit, so CI can gate on it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from mlffc.compiler import STUDENT_FILE, TOLERANCE, compare_with_eager, frame_graphs, predict_compiled
+from mlffc.compiler import STUDENT_FILE, compare_with_eager, frame_graphs, predict_compiled
 from mlffc.data.storage import read_frames
 from mlffc.errors import MlffcError
 from mlffc.metrics import error_metrics
@@ -22,12 +22,16 @@ from mlffc.students import load_student
 class Limits:
     force_mae: float = 0.1  # eV/Å, against the teacher
     energy_mae_per_atom: float = 0.01  # eV/atom, against the teacher
-    compiled_vs_eager_forces: float = TOLERANCE["fp32"]["forces"]  # eV/Å, max abs
-    compiled_vs_eager_energy_per_atom: float = TOLERANCE["fp32"]["energy_per_atom"]  # eV/atom, max abs
+    # eV/Å and eV/atom, max abs; None: the tolerance the artifact was accepted with (its precision and passes)
+    compiled_vs_eager_forces: float | None = None
+    compiled_vs_eager_energy_per_atom: float | None = None
 
 
 def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
     model = load(artifact)
+    accepted = model.manifest["accuracy"]["vs_eager"]["tolerance"]
+    limits = replace(limits, compiled_vs_eager_forces=limits.compiled_vs_eager_forces or accepted["forces"],
+                     compiled_vs_eager_energy_per_atom=limits.compiled_vs_eager_energy_per_atom or accepted["energy_per_atom"])
     frames = read_frames(data).split_named(split)
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")

@@ -137,6 +137,8 @@ def compile_command(
     target: str = typer.Option("cpu", help="compile target (mlffc targets)"),
     backend: Optional[str] = typer.Option(None, help="override the target's default backend"),
     threads: Optional[int] = typer.Option(None, help="CPU threads to build for (default: the target's)"),
+    passes: Optional[str] = typer.Option(None, help="comma-separated passes instead of the target's (see docs/compiler.md)"),
+    precision: Optional[str] = typer.Option(None, help="linear-layer precision instead of the target's: fp32, tf32, bf16, fp16"),
     data: Optional[Path] = typer.Option(None, help="labelled HDF5: accuracy vs the teacher on its test split"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact directory to write"),
     plan_only: bool = typer.Option(False, "--plan", help="print the pipeline and exit"),
@@ -144,7 +146,8 @@ def compile_command(
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
 
-    resolved = resolve_target(target, backend, threads)
+    pass_list = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
+    resolved = resolve_target(target, backend, threads, pass_list, precision)
     if plan_only:
         for k, step in enumerate(plan(resolved), 1):
             out.print(f"{k}. {step}")
@@ -222,6 +225,10 @@ def _print_manifest(manifest: dict) -> None:
         table.add_row("vs teacher (test)", f"force MAE {teacher['force_mae']:.4f} eV/Å, energy MAE {1e3 * teacher['energy_mae_per_atom']:.2f} meV/atom")
     speed = manifest["speed"]
     table.add_row(f"speed, {speed['atoms']} atoms", f"compiled {speed['compiled_ms']:.2f} ms, eager {speed['eager_ms']:.2f} ms ({speed['speedup_vs_eager']:.1f}x)")
+    for record in manifest["passes"]:
+        error = record.get("error", {})
+        verdict = "applied" if record["applied"] else f"[yellow]rejected[/] ({record['rejected']})"
+        table.add_row(f"pass {record['name']}", f"{verdict}; max |dF| {error.get('forces', 0):.1e} eV/Å")
     table.add_row("compile time", f"{manifest['compile_seconds']:.0f} s")
     out.print(table)
 

@@ -94,6 +94,13 @@ Manifest read_manifest(const std::string& artifact) {
   manifest.threads = fields.integer("target.threads");
   manifest.backend = fields.string("backend.name");
   manifest.entry = fields.string("backend.entry");
+  if (const json::Value* libraries = root.find("backend.libraries")) {
+    if (libraries->type != json::Value::Type::Array) throw Error(path + ": backend.libraries is not an array");
+    for (const auto& name : libraries->array) {
+      if (name.type != json::Value::Type::String) throw Error(path + ": backend.libraries holds something other than file names");
+      manifest.libraries.push_back(name.string);
+    }
+  }
   manifest.built_torch = fields.string("built_on.torch");
   manifest.built_machine = fields.string("built_on.machine");
   manifest.built_isa = fields.string("built_on.cpu_capability");
@@ -112,6 +119,10 @@ Manifest read_manifest(const std::string& artifact) {
   manifest.periodic = fields.boolean("capabilities.periodic");
   bool listed = std::any_of(manifest.payload.begin(), manifest.payload.end(), [&](const auto& p) { return p.first == manifest.entry; });
   if (!listed) throw Error(path + ": the backend entry " + manifest.entry + " has no hash in payload");
+  for (const auto& library : manifest.libraries) {
+    bool hashed = std::any_of(manifest.payload.begin(), manifest.payload.end(), [&](const auto& p) { return p.first == library; });
+    if (!hashed) throw Error(path + ": the op library " + library + " has no hash in payload");
+  }
   return manifest;
 }
 

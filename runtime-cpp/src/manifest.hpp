@@ -8,7 +8,7 @@
 
 namespace mlffc {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr const char* kManifestFile = "manifest.json";
 
 struct Manifest {
@@ -17,6 +17,7 @@ struct Manifest {
   int threads = 1;           // target.threads
   std::string backend;       // backend.name
   std::string entry;         // backend.entry: the payload file to load
+  std::vector<std::string> libraries;  // backend.libraries: op libraries to dlopen before the entry
   std::string built_torch;   // built_on.torch
   std::string built_machine; // built_on.machine
   std::string built_isa;     // built_on.cpu_capability

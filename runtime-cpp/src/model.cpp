@@ -1,3 +1,4 @@
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <ATen/ATen.h>
@@ -63,6 +64,13 @@ Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<
   verify_payload(artifact, manifest);
   check_compatible(manifest);
   at::set_num_threads(threads > 0 ? threads : manifest.threads);
+  // The package calls the mlffc fused ops: their library must be loaded (globally) first.
+  for (const auto& library : manifest.libraries) {
+    std::string path = artifact + "/" + library;
+    if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+      throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
+    }
+  }
   try {
     impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(artifact + "/" + manifest.entry);
   } catch (const std::exception& error) {

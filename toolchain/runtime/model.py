@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlffc.graph import Graph, build_graph
+from mlffc.runtime.backends import LOADERS
 from mlffc.runtime.calculator import MlffcCalculator
 from mlffc.runtime.manifest import check_compatible, read_manifest, verify_payload
 from mlffc.runtime.neighbours import DEFAULT_SKIN
@@ -24,14 +25,6 @@ from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def _aoti_runner(artifact: Path, manifest: dict) -> Runner:
-    runner = torch._inductor.aoti_load_package(str(artifact / manifest["backend"]["entry"]))
-    return runner
-
-
-_LOADERS: dict[str, Callable[[Path, dict], Runner]] = {"aoti": _aoti_runner}
 
 
 class CompiledModel:
@@ -113,8 +106,8 @@ def load(path: str | Path, threads: int | None = None) -> CompiledModel:
     verify_payload(artifact, manifest)
     check_compatible(manifest)
     backend = manifest["backend"]["name"]
-    if backend not in _LOADERS:
+    if backend not in LOADERS:
         raise MlffcError(f"{artifact}: backend '{backend}' has no loader in this mlffc; upgrade mlffc")
     if manifest["target"]["device"] == "cpu":
         torch.set_num_threads(threads or manifest["target"]["threads"])
-    return CompiledModel(artifact, manifest, _LOADERS[backend](artifact, manifest))
+    return CompiledModel(artifact, manifest, LOADERS[backend](artifact, manifest))
