@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench cpp clean
 
 install: $(VENV)/.installed
 
@@ -22,5 +22,9 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_teachers.py --write docs/teachers.md
 
+# The C++ runtime (runtime-cpp/) against the wheel's libtorch: build/runtime-cpp/{libmlffc.so,mlffc-run}
+cpp: install
+	$(BIN)/python -m mlffc.runtime.build_cpp
+
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo .pytest_cache build

@@ -63,6 +63,24 @@ def artifact(tmp_path_factory, trained_run, small_data):
     return out
 
 
+@pytest.fixture(scope="session")
+def onnx_artifact(tmp_path_factory, trained_run, small_data):
+    from mlffc.compiler import compile_student, resolve_target
+
+    out = tmp_path_factory.mktemp("artifacts") / "cpu-onnxruntime"
+    compile_student(trained_run[0] / "student.safetensors", resolve_target("cpu", "onnxruntime"), out, small_data)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tvm_artifact(tmp_path_factory, trained_run, small_data):
+    from mlffc.compiler import compile_student, resolve_target
+
+    out = tmp_path_factory.mktemp("artifacts") / "cpu-tvm"
+    compile_student(trained_run[0] / "student.safetensors", resolve_target("cpu", "tvm"), out, small_data)
+    return out
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -113,3 +113,41 @@ def test_pipeline_generate_train_compile_check(tmp_path):
     assert json.loads(report.read_text())["passed"] and (tmp_path / "parity.png").exists()
     result = mlffc("check", artifact, "--data", data, "--max-force-mae", 1e-6)
     assert result.returncode == 1 and "FAILED" in result.stdout
+
+
+def test_check_needs_data_or_md(tmp_path):
+    result = mlffc("check", tmp_path / "artifact")
+    assert result.returncode == 2 and "--data" in result.stderr and "--md" in result.stderr
+
+
+@pytest.mark.slow
+def test_check_md_runs_artifact_and_teacher(artifact, tmp_path):
+    """Short NVE and NVT runs with both; a zero drift limit must fail, and say so."""
+    report, plot = tmp_path / "md.json", tmp_path / "rdf.png"
+    result = mlffc("check", artifact, "--md", "--md-molecule", "CH3OH", "--md-box", 27, "--md-steps", 40,
+                   "--rdf-steps", 20, "--equilibration", 10, "--max-drift", 0, "--max-rdf-error", 1e9,
+                   "--rdf-plot", plot, "--json", report)
+    assert result.returncode == 1 and "FAILED" in result.stdout, result.stdout + result.stderr
+    md = json.loads(report.read_text())["md"]
+    assert md["teacher"] == "ani1x" and plot.exists()
+    for label in ("artifact", "teacher"):
+        runs = md["runs"][label]
+        assert runs["nve_molecule"]["atoms"] == 6 and runs["nve_box"]["atoms"] == 81
+        assert runs["nve_box"]["stable"] and runs["nvt_box"]["frames"] == 2  # steps 20 and 30
+        assert np.isfinite(runs["nve_molecule"]["drift_ev_per_atom_per_ps"])
+    assert any(f.startswith("nve_molecule drift") for f in md["failures"]) and np.isfinite(md["rdf_error"])
+
+
+def test_plan_shows_passes_and_backend():
+    result = mlffc("compile", "--target", "cpu", "--backend", "onnxruntime", "--plan")
+    assert result.returncode == 0, result.stderr
+    assert "lower_broadcasts_to_matmuls" in result.stdout and "backend onnxruntime" in result.stdout
+    assert "fuse_edge_scatter" not in result.stdout  # onnxruntime cannot run the fused ops
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_edge_scatter,remove_dead_code", "--precision", "bf16", "--plan")
+    assert result.returncode == 0 and "fuse_edge_scatter" in result.stdout and "precision bf16" in result.stdout
+
+
+def test_unknown_pass_and_precision_are_clear_errors():
+    result = mlffc("compile", "--target", "cpu", "--passes", "fuse_everything", "--plan")
+    assert result.returncode == 2 and "unknown pass 'fuse_everything'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,9 +1,13 @@
-"""Capture a student's energy + forces + stress as one exported graph with dynamic sizes.
+"""Capture a student as graphs: the energy graph, which the compiler's passes transform, and the
+joint graph of energy, forces and stress, which is exported with dynamic sizes.
 
-`torch.export.export` of a forward that calls `torch.autograd.grad` fails on torch 2.13, so the
-forward is first traced by `make_fx(tracing_mode="symbolic")`, which records the autograd
-backward as ordinary ops, and the traced module is then exported with dynamic atom (N), edge (E)
-and structure (B) counts. The weights become constants of the graph.
+`torch.export.export` of a forward that calls `torch.autograd.grad` fails on torch 2.13, so
+graphs are traced by `make_fx(tracing_mode="symbolic")`. The student's energy of edge vectors is
+traced first (`trace_energy`); passes rewrite it (fusions into custom ops with their own backward
+ops, precision, quantization); `differentiate` then traces energy -> forces + stress through it, so
+the joint graph holds the forward and the autograd backward as explicit ops (stress from the
+virial over edge vectors, equivalent to the strain derivative). `export` gives the joint graph
+dynamic atom (N), edge (E) and structure (B) counts. Weights become named constants.
 """
 
 from __future__ import annotations
@@ -17,8 +21,26 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlffc.graph import GRAPH_INPUTS, Graph, build_graph
 from mlffc.students import Student
+from mlffc.students.base import edge_vectors, energy_forces_stress
 
 OUTPUTS = ("energy", "forces", "stress")
+ENERGY_INPUTS = ("vectors", "species", "edge_index", "cell", "batch")
+# The joint graph's inputs and outputs: shapes in dynamic sizes (atoms, edges, structures), dtypes, units.
+SIGNATURE = {
+    "inputs": [
+        {"name": "positions", "shape": ["atoms", 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "species", "shape": ["atoms"], "dtype": "int64", "unit": "atomic number"},
+        {"name": "edge_index", "shape": [2, "edges"], "dtype": "int64", "unit": "atom index (centre, neighbour)"},
+        {"name": "shifts", "shape": ["edges", 3], "dtype": "float32", "unit": "cell shifts (integers)"},
+        {"name": "cell", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "batch", "shape": ["atoms"], "dtype": "int64", "unit": "structure index"},
+    ],
+    "outputs": [
+        {"name": "energy", "shape": ["structures"], "dtype": "float64", "unit": "eV"},
+        {"name": "forces", "shape": ["atoms", 3], "dtype": "float32", "unit": "eV/Angstrom"},
+        {"name": "stress", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "eV/Angstrom^3"},
+    ],
+}
 
 
 def example_graph(student: Student, sizes: tuple[int, ...] = (7, 11), seed: int = 0) -> Graph:
@@ -33,15 +55,67 @@ def example_graph(student: Student, sizes: tuple[int, ...] = (7, 11), seed: int 
     return build_graph(structures, student.cutoff)
 
 
-def trace(student: Student, example: Graph | None = None) -> GraphModule:
-    """The student's forward (energy, forces, stress) as an aten-level graph with symbolic sizes."""
+def energy_inputs(graph: Graph) -> tuple[torch.Tensor, ...]:
+    """The energy graph's inputs (ENERGY_INPUTS) for a batch."""
+    return (edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch),
+            graph.species, graph.edge_index, graph.cell, graph.batch)
+
+
+def trace_energy(student: Student, example: Graph | None = None) -> GraphModule:
+    """The student's energy of edge vectors [B] as an aten-level graph with symbolic sizes; its
+    constants carry the student's parameter and buffer names (dots as underscores)."""
     student = student.eval()
     example = example if example is not None else example_graph(student)
-    return make_fx(student, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example.inputs())
+
+    def energy(vectors, species, edge_index, cell, batch):
+        return student.energy(vectors, species, edge_index, cell, batch)
+
+    with torch.no_grad():
+        graph_module = make_fx(energy, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*energy_inputs(example))
+    names = {id(t): name.replace(".", "_") for name, t in [*student.named_parameters(), *student.named_buffers()]}
+    return _name_constants(graph_module, names)
+
+
+def differentiate(energy_graph: GraphModule, example: Graph) -> GraphModule:
+    """The joint graph (GRAPH_INPUTS -> energy, forces, stress): the energy graph and its
+    autograd backward traced together (custom ops contribute their registered backward ops)."""
+
+    def joint(positions, species, edge_index, shifts, cell, batch):
+        return energy_forces_stress(energy_graph, positions, species, edge_index, shifts, cell, batch)
+
+    graph_module = make_fx(joint, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example.inputs())
+    names = {id(getattr(energy_graph, n.target)): n.target for n in energy_graph.graph.nodes if n.op == "get_attr"}
+    return _name_constants(graph_module, names)
+
+
+def trace(student: Student, example: Graph | None = None) -> GraphModule:
+    """The unmodified student's joint graph (energy, forces, stress)."""
+    example = example if example is not None else example_graph(student)
+    return differentiate(trace_energy(student, example), example)
+
+
+def _name_constants(graph_module: GraphModule, names: dict[int, str]) -> GraphModule:
+    """Rename make_fx's `_param_constantN`/`_tensor_constantN` to `names[id(tensor)]` where known,
+    and store every constant detached (constants of a compiled graph need no gradient)."""
+    renamed: dict[str, str] = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        if node.target not in renamed:
+            tensor = getattr(graph_module, node.target)
+            new = names.get(id(tensor), node.target)
+            if new != node.target and hasattr(graph_module, new):
+                new = node.target
+            delattr(graph_module, node.target)
+            graph_module.register_buffer(new, tensor.detach())
+            renamed[node.target] = new
+        node.target = renamed[node.target]
+    graph_module.recompile()
+    return graph_module
 
 
 def export(graph_module: GraphModule, example: Graph) -> ExportedProgram:
-    """Export a traced graph with dynamic atom, edge and structure counts."""
+    """Export a joint graph with dynamic atom, edge and structure counts."""
     atoms, edges, structures = Dim("atoms", min=1), Dim("edges", min=0), Dim("structures", min=1)
     dynamic = {
         "positions": {0: atoms},

@@ -1,14 +1,15 @@
-"""`mlffc check`: an artifact against the teacher's labels and against its own eager student.
-Fails (non-zero exit) when an error exceeds its limit, so CI can gate on it."""
+"""`mlffc check`: an artifact against the teacher's labels and against its own eager student,
+and (`--md`) in short NVE/NVT simulations beside the teacher. Fails (non-zero exit) when an error
+exceeds its limit, so CI can gate on it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from mlffc.compiler import STUDENT_FILE, TOLERANCE, compare_with_eager, frame_graphs, predict_compiled
+from mlffc.compiler import STUDENT_FILE, compare_with_eager, frame_graphs, predict_compiled
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import error_metrics
@@ -21,12 +22,16 @@ from mlffc.students import load_student
 class Limits:
     force_mae: float = 0.1  # eV/Å, against the teacher
     energy_mae_per_atom: float = 0.01  # eV/atom, against the teacher
-    compiled_vs_eager_forces: float = TOLERANCE["fp32"]["forces"]  # eV/Å, max abs
-    compiled_vs_eager_energy_per_atom: float = TOLERANCE["fp32"]["energy_per_atom"]  # eV/atom, max abs
+    # eV/Å and eV/atom, max abs; None: the tolerance the artifact was accepted with (its precision and passes)
+    compiled_vs_eager_forces: float | None = None
+    compiled_vs_eager_energy_per_atom: float | None = None
 
 
 def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
     model = load(artifact)
+    accepted = model.manifest["accuracy"]["vs_eager"]["tolerance"]
+    limits = replace(limits, compiled_vs_eager_forces=limits.compiled_vs_eager_forces or accepted["forces"],
+                     compiled_vs_eager_energy_per_atom=limits.compiled_vs_eager_energy_per_atom or accepted["energy_per_atom"])
     frames = read_dataset(data).split_named(split)
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")
@@ -58,3 +63,98 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "failures": failures,
         "passed": not failures,
     }
+
+
+@dataclass
+class MdSettings:
+    """The simulations of `mlffc check --md` (docs/runtime.md)."""
+
+    molecule: str = "CH3CH2OH"  # ASE molecule name, for NVE in vacuum
+    box_molecules: int = 27  # water molecules of the periodic box: 27 fill a 9.3 Å cube at ~1 g/cm³
+    nve_steps: int = 1000
+    nvt_steps: int = 1000  # sampled for the RDF, after `equilibration`
+    equilibration: int = 250
+    timestep_fs: float = 0.5
+    temperature: float = 300.0  # K, initial velocities and thermostat
+
+
+@dataclass
+class MdLimits:
+    drift: float = 1e-3  # eV/atom/ps, |slope| of the artifact's NVE total energy, each system
+    rdf_error: float = 0.15  # mean |g_artifact(r) - g_teacher(r)| of the O-O RDF over its bins
+
+
+def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: MdLimits, plot: Path | None = None) -> dict:
+    """NVE drift (a molecule, a periodic water box) and the box's O-O RDF under NVT, each with the
+    artifact and with the teacher; fails when the artifact drifts more than the limit, when its run
+    fails, or when its RDF strays from the teacher's."""
+    from ase.build import molecule
+
+    from mlffc.data.clusters import molecular_cluster
+    from mlffc.md import nve_drift, nvt_rdf
+    from mlffc.structures import check_structures
+    from mlffc.teachers import load_teacher
+
+    model = load(artifact)
+    teacher_name = teacher or (model.manifest["model"].get("teacher") or {}).get("name") or "ani1x"
+    reference = load_teacher(teacher_name)
+    try:
+        gas = molecule(settings.molecule)
+    except KeyError as error:
+        raise MlffcError(f"unknown molecule '{settings.molecule}': use an ASE molecule name (ase.collections.g2)") from error
+    box = molecular_cluster("H2O", settings.box_molecules, periodic=True)
+    check_structures([gas, box], model.elements, allow_periodic=model.periodic)
+    check_structures([gas, box], reference.info.elements, allow_periodic=reference.info.capabilities.periodic)
+    common = {"timestep_fs": settings.timestep_fs, "temperature": settings.temperature}
+    runs = {}
+    for label, calculator in (("artifact", model.calculator), ("teacher", reference.calculator)):
+        runs[label] = {
+            "nve_molecule": nve_drift(gas, calculator(), settings.nve_steps, **common),
+            "nve_box": nve_drift(box, calculator(), settings.nve_steps, **common),
+            "nvt_box": nvt_rdf(box, calculator(), settings.nvt_steps, settings.equilibration, **common),
+        }
+    failures = []
+    for system in ("nve_molecule", "nve_box"):
+        run = runs["artifact"][system]
+        if not run["stable"]:
+            failures.append(f"{system}: {run['failure']}")
+        elif run["drift_ev_per_atom_per_ps"] > limits.drift:
+            failures.append(f"{system} drift = {run['drift_ev_per_atom_per_ps']:.3g} > {limits.drift:.3g} eV/atom/ps")
+    rdf_error = float("inf")
+    artifact_nvt, teacher_nvt = runs["artifact"]["nvt_box"], runs["teacher"]["nvt_box"]
+    if not artifact_nvt["stable"]:
+        failures.append(f"nvt_box: {artifact_nvt['failure']}")
+    elif not teacher_nvt["stable"]:
+        failures.append(f"nvt_box: the teacher's run {teacher_nvt['failure']}; no RDF to compare with")
+    else:
+        rdf_error = float(np.mean(np.abs(np.subtract(artifact_nvt["g"], teacher_nvt["g"]))))
+        if rdf_error > limits.rdf_error:
+            failures.append(f"O-O RDF error = {rdf_error:.3g} > {limits.rdf_error:.3g}")
+    if plot is not None and all(runs[k]["nvt_box"]["stable"] for k in runs):
+        rdf_plot(runs, plot, title=f"{Path(artifact).name} vs {teacher_name}: O-O RDF, {settings.box_molecules} H2O, NVT {settings.temperature:.0f} K")
+    return {
+        "artifact": str(artifact),
+        "teacher": teacher_name,
+        "settings": asdict(settings),
+        "limits": asdict(limits),
+        "runs": runs,
+        "rdf_error": rdf_error,
+        "failures": failures,
+        "passed": not failures,
+    }
+
+
+def rdf_plot(runs: dict, path: Path, title: str) -> None:
+    """The box's O-O radial distribution function, artifact against teacher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, style in (("teacher", "k-"), ("artifact", "C1--")):
+        ax.plot(runs[label]["nvt_box"]["r"], runs[label]["nvt_box"]["g"], style, label=label)
+    ax.set(xlabel="r (Å)", ylabel="g_OO(r)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)

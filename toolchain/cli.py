@@ -223,6 +223,8 @@ def compile_command(
     target: str = typer.Option("cpu", help="compile target (mlffc targets)"),
     backend: Optional[str] = typer.Option(None, help="override the target's default backend"),
     threads: Optional[int] = typer.Option(None, help="CPU threads to build for (default: the target's)"),
+    passes: Optional[str] = typer.Option(None, help="comma-separated passes instead of the target's (see docs/compiler.md)"),
+    precision: Optional[str] = typer.Option(None, help="linear-layer precision instead of the target's: fp32, tf32, bf16, fp16"),
     data: Optional[Path] = typer.Option(None, help="labelled HDF5: accuracy vs the teacher on its test split"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact directory to write"),
     plan_only: bool = typer.Option(False, "--plan", help="print the pipeline and exit"),
@@ -230,7 +232,8 @@ def compile_command(
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
 
-    resolved = resolve_target(target, backend, threads)
+    pass_list = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
+    resolved = resolve_target(target, backend, threads, pass_list, precision)
     if plan_only:
         for k, step in enumerate(plan(resolved), 1):
             out.print(f"{k}. {step}")
@@ -244,21 +247,45 @@ def compile_command(
 @app.command()
 def check(
     artifact: Path = typer.Argument(..., help="artifact directory"),
-    data: Path = typer.Option(..., help="labelled HDF5 to check against"),
+    data: Optional[Path] = typer.Option(None, help="labelled HDF5 to check against"),
     split: str = typer.Option("test", help="split of DATA to use"),
     max_force_mae: float = typer.Option(0.1, help="eV/Å"),
     max_energy_mae: float = typer.Option(0.01, help="eV/atom"),
     plot: Optional[Path] = typer.Option(None, help="write a parity plot (PNG)"),
+    md: bool = typer.Option(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
+    teacher: Optional[str] = typer.Option(None, help="teacher for --md (default: the manifest's, else ani1x)"),
+    md_molecule: str = typer.Option("CH3CH2OH", help="molecule for NVE in vacuum (ASE name)"),
+    md_box: int = typer.Option(27, help="water molecules in the periodic box"),
+    md_steps: int = typer.Option(1000, help="NVE steps per system"),
+    rdf_steps: int = typer.Option(1000, help="NVT steps sampled for the RDF"),
+    equilibration: int = typer.Option(250, help="NVT steps before sampling"),
+    timestep: float = typer.Option(0.5, help="fs"),
+    max_drift: float = typer.Option(1e-3, help="eV/atom/ps, NVE energy drift of the artifact"),
+    max_rdf_error: float = typer.Option(0.15, help="mean |g_artifact - g_teacher| of the O-O RDF"),
+    rdf_plot: Optional[Path] = typer.Option(None, help="write the O-O RDFs of --md (PNG)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
 ):
-    """Compare an artifact with the teacher's labels and with its eager student; exit 1 on failure."""
-    from mlffc.check import Limits, check_artifact
+    """Compare an artifact with the teacher's labels and with its eager student (--data), and/or
+    simulate with it and the teacher (--md); exit 1 on failure."""
+    from mlffc.check import Limits, MdLimits, MdSettings, check_artifact, check_md
     from mlffc.io import write_json
 
-    report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
+    if data is None and not md:
+        raise MlffcError("check needs --data (accuracy against labels), --md (simulations), or both")
+    report: dict = {"artifact": str(artifact), "failures": []}
+    if data is not None:
+        report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
+        _print_check(report)
+    if md:
+        settings = MdSettings(molecule=md_molecule, box_molecules=md_box, nve_steps=md_steps, nvt_steps=rdf_steps,
+                              equilibration=equilibration, timestep_fs=timestep)
+        report["md"] = check_md(artifact, teacher, settings, MdLimits(drift=max_drift, rdf_error=max_rdf_error), rdf_plot)
+        report["failures"] = report["failures"] + report["md"]["failures"]
+        _print_md(report["md"])
+    report["passed"] = not report["failures"]
     if json_path:
         write_json(json_path, report)
-    _print_check(report)
+    out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
     if not report["passed"]:
         raise typer.Exit(1)
 
@@ -284,6 +311,10 @@ def _print_manifest(manifest: dict) -> None:
         table.add_row("vs teacher (test)", f"force MAE {teacher['force_mae']:.4f} eV/Å, energy MAE {1e3 * teacher['energy_mae_per_atom']:.2f} meV/atom")
     speed = manifest["speed"]
     table.add_row(f"speed, {speed['atoms']} atoms", f"compiled {speed['compiled_ms']:.2f} ms, eager {speed['eager_ms']:.2f} ms ({speed['speedup_vs_eager']:.1f}x)")
+    for record in manifest["passes"]:
+        error = record.get("error", {})
+        verdict = "applied" if record["applied"] else f"[yellow]rejected[/] ({record['rejected']})"
+        table.add_row(f"pass {record['name']}", f"{verdict}; max |dF| {error.get('forces', 0):.1e} eV/Å")
     table.add_row("compile time", f"{manifest['compile_seconds']:.0f} s")
     out.print(table)
 
@@ -298,7 +329,25 @@ def _print_check(report: dict) -> None:
     table.add_row("compiled vs eager, forces", f"{e['forces']:.2e} eV/Å", f"{limits['compiled_vs_eager_forces']:.1e}")
     table.add_row("compiled vs eager, energy", f"{e['energy_per_atom']:.2e} eV/atom", f"{limits['compiled_vs_eager_energy_per_atom']:.1e}")
     out.print(table)
-    out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
+
+
+def _print_md(report: dict) -> None:
+    runs, limits = report["runs"], report["limits"]
+    table = Table("run", "artifact", f"teacher ({report['teacher']})", "limit", title=f"MD check of {report['artifact']}")
+    for system in ("nve_molecule", "nve_box"):
+        a, t = runs["artifact"][system], runs["teacher"][system]
+        table.add_row(f"{system}: {a['atoms']} atoms, {a['duration_ps']:.2f} ps, drift (eV/atom/ps)",
+                      _drift(a), _drift(t), f"{limits['drift']:.1e}")
+        table.add_row(f"{system}: steps/s", f"{a['steps_per_s']:.0f}", f"{t['steps_per_s']:.0f}", "")
+    a, t = runs["artifact"]["nvt_box"], runs["teacher"]["nvt_box"]
+    table.add_row(f"nvt_box: {a['atoms']} atoms, mean T (K)", f"{a.get('temperature_mean_K', float('nan')):.0f}",
+                  f"{t.get('temperature_mean_K', float('nan')):.0f}", "")
+    table.add_row("O-O RDF, mean |g_artifact - g_teacher|", f"{report['rdf_error']:.3f}", "", f"{limits['rdf_error']:.3f}")
+    out.print(table)
+
+
+def _drift(run: dict) -> str:
+    return f"{run['drift_ev_per_atom_per_ps']:.2e}" if run["stable"] else f"[red]{run['failure']}[/]"
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
-"""`mlffc compile`: student -> captured graph -> passes -> backend -> acceptance check -> artifact.
+"""`mlffc compile`: student -> energy graph -> passes (each checked) -> joint graph -> backend ->
+acceptance check -> artifact.
 
-The artifact is a directory written atomically: the backend's payload, the student checkpoint it
-came from, and manifest.json (target, versions, species, units, accuracy against the eager student
-and the teacher, speed). The compiled model must agree with the eager student before anything is
-written (the acceptance check, as in nequip's compile).
+The artifact is a directory written atomically: the backend's payload (and the op library it
+calls, if any), the student checkpoint it came from, and manifest.json (target, backend and its
+versions, passes with their measured effects, species, units, accuracy against the eager student
+and the teacher, speed). The compiled model must agree with the eager student within the
+tolerance of its precision and passes before anything is written (the acceptance check, as in
+nequip's compile).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 import mlffc
-from mlffc.capture import OUTPUTS, example_graph, export, trace
+from mlffc.capture import OUTPUTS, SIGNATURE, example_graph, export
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
@@ -26,42 +29,74 @@ from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS, build_graph
 from mlffc.io import atomic_directory, write_json
 from mlffc.metrics import error_metrics
-from mlffc.passes import PassSettings, run_passes
+from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, optimize
+from mlffc.passes.core import EXACT, PRECISIONS
+from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
 from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, host_description, sha256_file
 from mlffc.runtime.model import CompiledModel, load
 from mlffc.students import Student, load_student
 from mlffc.targets import Target, get_target
-from mlffc.targets.backends import get_backend
+from mlffc.targets.backends import BACKENDS, Payload, get_backend
 from mlffc.timing import median_ms
 from mlffc.units import UNITS
 
 STUDENT_FILE = "student.safetensors"
-# Compiled-vs-eager tolerance per precision: max |dE| per atom (eV) and max |dF| (eV/Å).
-TOLERANCE = {"fp32": {"energy_per_atom": 1e-4, "forces": 2e-3}}
+# Compiled-vs-eager tolerance of lowering alone (reordered fp32 arithmetic): max |dE| per atom (eV)
+# and max |dF| (eV/Å). Lossy passes add their budgets to it (`acceptance_tolerance`).
+TOLERANCE = {"energy_per_atom": 1e-4, "forces": 2e-3}
 SPEED_SYSTEM = ("H2O", 100)  # ~300-atom water cluster
 
 
-def resolve_target(name: str, backend: str | None = None, threads: int | None = None) -> Target:
+def resolve_target(name: str, backend: str | None = None, threads: int | None = None, passes: list[str] | None = None,
+                   precision: str | None = None) -> Target:
+    """The named target with overrides. A backend that cannot run the mlffc op library drops the
+    target's default passes that need it; passes named explicitly must suit the backend."""
     target = get_target(name)
     if backend is not None:
         if backend not in target.backends:
             raise MlffcError(f"target {name} supports backends {', '.join(target.backends)}, not '{backend}'")
-        target = replace(target, backend=backend)
+        runs_ops = BACKENDS[backend].custom_ops
+        target = replace(target, backend=backend, passes=tuple(p for p in target.passes if runs_ops or p not in needs_custom_ops(target.passes)))
+    if passes is not None:
+        check_pass_names(passes)
+        unsuitable = needs_custom_ops(passes) if not BACKENDS[target.backend].custom_ops else []
+        if unsuitable:
+            raise MlffcError(f"passes {', '.join(unsuitable)} make graphs that call the mlffc op library, which backend "
+                             f"{target.backend} cannot run; use --backend aoti or leave them out")
+        target = replace(target, passes=tuple(passes))
+    required = [p for p in BACKENDS[target.backend].required_passes if p not in target.passes]
+    target = replace(target, passes=(*target.passes, *required))
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise MlffcError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+        target = replace(target, precision=precision)
     if threads is not None:
         target = replace(target, threads=threads)
     return target
 
 
+def pass_settings(target: Target) -> PassSettings:
+    """The target's pass settings; its settings dict may set accumulation, layers (per-layer
+    precision) and budgets (pass name -> {energy_per_atom, forces, teacher_force_mae})."""
+    budgets = {name: Budget(**budget) for name, budget in target.settings.get("budgets", {}).items()}
+    return PassSettings(device=target.device, precision=target.precision, accumulation=target.settings.get("accumulation", "fp64"),
+                        layers=target.settings.get("layers", {}), budgets=budgets)
+
+
 def plan(target: Target) -> list[str]:
     """The steps compile would run, in words (`mlffc compile --plan`)."""
+    energy = [p.__name__ for p in ENERGY_PASSES if p.__name__ in target.passes]
+    joint = [p.__name__ for p in JOINT_PASSES if p.__name__ in target.passes]
     return [
-        "trace energy+forces+stress with make_fx (symbolic sizes)",
-        *[f"pass {name}" for name in target.passes],
+        "trace the energy of edge vectors with make_fx (symbolic sizes)",
+        *[f"pass {name} (energy graph; checked against its error budget on the calibration set)" for name in energy],
+        "differentiate: trace energy -> forces + stress (the backward as explicit ops)",
+        *[f"pass {name} (joint graph; checked)" for name in joint],
         "torch.export with dynamic atoms, edges, structures",
         f"lower with backend {target.backend} for {target.device}"
-        + (f" {target.arch}" if target.arch else f", {target.threads} thread(s)"),
-        f"acceptance: compiled vs eager within {TOLERANCE[target.precision]}",
+        + (f" {target.arch}" if target.arch else f", {target.threads} thread(s)") + f", precision {target.precision}",
+        f"acceptance: compiled vs eager within {TOLERANCE} plus the budgets of lossy passes",
         "accuracy vs teacher on the test split; speed at ~300 atoms",
         "write manifest.json + payload atomically",
     ]
@@ -74,20 +109,26 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             f"and none is visible; run on that GPU, or use --plan to see the pipeline"
         )
     backend = get_backend(target.backend)
+    if target.device not in backend.devices:
+        raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
     student, meta = load_student(student_path)
     frames = read_dataset(data).split_named("test") if data else None
     example = example_graph(student)
+    calibration = calibration_set(student, frames)
     started = time.perf_counter()
     with console.status(f"compiling for {target.name} with {backend.name}"):
-        graph_module = run_passes(trace(student, example), target.passes, PassSettings(target.device, target.precision))
+        graph_module, records = optimize(student, example, target.passes, pass_settings(target), calibration)
+        for record in records:
+            if not record["applied"]:
+                console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
         exported = export(graph_module, example)
         with atomic_directory(out) as tmp:
             payload = backend.lower(exported, target, tmp)
             shutil.copyfile(student_path, tmp / STUDENT_FILE)
-            manifest = _manifest(student, meta, target, payload, tmp)
+            manifest = _manifest(student, meta, target, backend, payload, records, tmp)
             write_json(tmp / MANIFEST, manifest)
             compiled = load(tmp)
-            manifest["accuracy"] = {"vs_eager": acceptance(compiled, student, frames, target)}
+            manifest["accuracy"] = {"vs_eager": acceptance(compiled, student, calibration, acceptance_tolerance(records))}
             if frames is not None and len(frames):
                 manifest["accuracy"]["vs_teacher"] = {"split": "test", "frames": len(frames), **evaluate_compiled(compiled, frames)}
             manifest["speed"] = measure_speed(compiled, student)
@@ -96,17 +137,44 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     return manifest
 
 
-def _manifest(student: Student, meta: dict, target: Target, payload: list[Path], directory: Path) -> dict:
+def calibration_set(student: Student, frames) -> Calibration:
+    """A fresh example batch and the test frames (with the teacher's labels), timed on ~300 atoms."""
+    graphs, labels = [example_graph(student, sizes=(3, 17, 5), seed=1)], [None]
+    if frames is not None and len(frames):
+        dataset = GraphDataset(frames, student.cutoff)
+        batches = [dataset.batch(indices) for indices in dataset.batches(4096)]
+        graphs += [b.graph for b in batches]
+        labels += [(b.energy.numpy(), b.forces.double().numpy()) for b in batches]
+    return Calibration(graphs, labels, timing=build_graph([speed_system()], student.cutoff))
+
+
+def acceptance_tolerance(records: list[dict]) -> dict[str, float]:
+    """Lowering's own tolerance plus the budgets of the applied passes that change results."""
+    lossy = [r["budget"] for r in records if r["applied"] and r.get("budget") not in (None, vars(EXACT))]
+    return {k: TOLERANCE[k] + sum(b[k] for b in lossy) for k in TOLERANCE}
+
+
+def _manifest(student: Student, meta: dict, target: Target, backend, payload: Payload, records: list[dict], directory: Path) -> dict:
+    host = host_description()
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mlffc": mlffc.__version__,
         "target": target.as_dict(),
-        "backend": {"name": target.backend, "entry": payload[0].name, "torch": torch.__version__},
-        "built_on": host_description(),
+        "backend": {
+            "name": backend.name,
+            "entry": payload.entry.name,
+            "libraries": [p.name for p in payload.libraries],
+            "versions": backend.versions(),
+            "facts": payload.facts,
+            "torch": torch.__version__,
+        },
+        "built_on": host,
+        "device": {"kind": target.device, "arch": target.arch if target.device == "cuda" else host["cpu_capability"],
+                   "name": host.get("gpu") if target.device == "cuda" else host["machine"]},
         "precision": target.precision,
-        "passes": list(target.passes),
-        "payload": {p.name: sha256_file(p) for p in payload},
+        "passes": records,
+        "payload": {p.name: sha256_file(p) for p in payload.files},
         "model": {
             "architecture": student.name,
             "config": student.config(),
@@ -119,6 +187,7 @@ def _manifest(student: Student, meta: dict, target: Target, payload: list[Path],
         "units": UNITS,
         "inputs": list(GRAPH_INPUTS),
         "outputs": list(OUTPUTS),
+        "signature": SIGNATURE,
         "capabilities": {"periodic": True, "stress": True},
     }
 
@@ -140,13 +209,9 @@ def frame_graphs(frames, cutoff: float, max_atoms: int = 4096):
     return [dataset.batch(indices).graph for indices in dataset.batches(max_atoms)]
 
 
-def acceptance(compiled: CompiledModel, student: Student, frames, target: Target) -> dict:
-    """Compiled vs eager on a fresh example and the test frames; refuse beyond tolerance."""
-    graphs = [example_graph(student, sizes=(3, 17, 5), seed=1)]
-    if frames is not None and len(frames):
-        graphs += frame_graphs(frames, student.cutoff)
-    worst = compare_with_eager(compiled, student, graphs)
-    tolerance = TOLERANCE[target.precision]
+def acceptance(compiled: CompiledModel, student: Student, calibration: Calibration, tolerance: dict) -> dict:
+    """Compiled vs eager on the calibration graphs; refuse beyond tolerance."""
+    worst = compare_with_eager(compiled, student, calibration.graphs)
     if any(worst[k] > tolerance[k] for k in worst):
         raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_abs_forces": worst["forces"], "tolerance": tolerance}

@@ -17,7 +17,7 @@ import torch
 from mlffc.errors import MlffcError
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: passes with measured effects, backend versions and libraries, device, signature
 _CPU_LEVELS = ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
 
 

@@ -1,4 +1,5 @@
-"""A loaded artifact: the compiled graph behind `compute(structures)` and an ASE calculator.
+"""A loaded artifact: the compiled graph behind `compute(structures)`, batched screening of many
+structures (`screen`) and an ASE calculator for MD.
 
 Imports nothing from teachers, data or trainers: a deployment needs torch (or the backend's
 runtime), the manifest and the payload.
@@ -6,8 +7,9 @@ runtime), the manifest and the payload.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -15,19 +17,14 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlffc.graph import Graph, build_graph
+from mlffc.runtime.backends import LOADERS
+from mlffc.runtime.calculator import MlffcCalculator
 from mlffc.runtime.manifest import check_compatible, read_manifest, verify_payload
+from mlffc.runtime.neighbours import DEFAULT_SKIN
 from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def _aoti_runner(artifact: Path, manifest: dict) -> Runner:
-    runner = torch._inductor.aoti_load_package(str(artifact / manifest["backend"]["entry"]))
-    return runner
-
-
-_LOADERS: dict[str, Callable[[Path, dict], Runner]] = {"aoti": _aoti_runner}
 
 
 class CompiledModel:
@@ -61,10 +58,44 @@ class CompiledModel:
             "stress": stress.cpu().numpy().astype(np.float64),
         }
 
-    def calculator(self):
-        from mlffc.runtime.calculator import MlffcCalculator
+    def screen(self, structures: Iterable[Atoms], max_atoms: int = 4096) -> dict:
+        """Labels for many structures, evaluated in batches of up to `max_atoms` atoms (a larger
+        structure goes alone): what `compute` returns, plus `throughput` (structures/s and
+        atoms/s over the whole call, checks and neighbour lists included)."""
+        structures = list(structures)
+        if not structures:
+            raise MlffcError("screen needs at least one structure")
+        if max_atoms < 1:
+            raise MlffcError(f"max_atoms must be >= 1, got {max_atoms}")
+        batches, batch, atoms_in_batch = [], [], 0
+        for atoms in structures:
+            if batch and atoms_in_batch + len(atoms) > max_atoms:
+                batches.append(batch)
+                batch, atoms_in_batch = [], 0
+            batch.append(atoms)
+            atoms_in_batch += len(atoms)
+        batches.append(batch)
+        started = time.perf_counter()
+        results = [self.compute(batch) for batch in batches]
+        seconds = time.perf_counter() - started
+        atoms = sum(len(a) for a in structures)
+        return {
+            "energy": np.concatenate([r["energy"] for r in results]),
+            "forces": [f for r in results for f in r["forces"]],
+            "stress": np.concatenate([r["stress"] for r in results]),
+            "throughput": {
+                "structures": len(structures),
+                "atoms": atoms,
+                "batches": len(batches),
+                "seconds": seconds,
+                "structures_per_s": len(structures) / seconds,
+                "atoms_per_s": atoms / seconds,
+            },
+        }
 
-        return MlffcCalculator(self)
+    def calculator(self, skin: float = DEFAULT_SKIN):
+        """An ASE calculator that keeps a Verlet neighbour list with `skin` Å across MD steps."""
+        return MlffcCalculator(self, skin=skin)
 
 
 def load(path: str | Path, threads: int | None = None) -> CompiledModel:
@@ -75,8 +106,8 @@ def load(path: str | Path, threads: int | None = None) -> CompiledModel:
     verify_payload(artifact, manifest)
     check_compatible(manifest)
     backend = manifest["backend"]["name"]
-    if backend not in _LOADERS:
+    if backend not in LOADERS:
         raise MlffcError(f"{artifact}: backend '{backend}' has no loader in this mlffc; upgrade mlffc")
     if manifest["target"]["device"] == "cpu":
         torch.set_num_threads(threads or manifest["target"]["threads"])
-    return CompiledModel(artifact, manifest, _LOADERS[backend](artifact, manifest))
+    return CompiledModel(artifact, manifest, LOADERS[backend](artifact, manifest))

@@ -43,30 +43,46 @@ class Student(nn.Module):
     def calibrate(self, graph) -> None:
         """Set data-dependent constants (e.g. feature scales) from a batch of training structures."""
 
-    def edge_vectors(self, positions, edge_index, shifts, cell, batch) -> torch.Tensor:
-        i, j = edge_index[0], edge_index[1]
-        offsets = torch.bmm(shifts.unsqueeze(1), cell[batch[i]]).squeeze(1)
-        return positions[j] - positions[i] + offsets
+    def energy(self, vectors, species, edge_index, cell, batch) -> torch.Tensor:
+        """Energy per structure [B] (float64, eV) from edge vectors r_ij [E, 3]: the function the
+        compiler captures, transforms and then differentiates (`energy_forces_stress`)."""
+        z = self.species_index[species]
+        atomic = self.atomic_energies(vectors, z, edge_index) * self.energy_scale
+        atomic = atomic.to(torch.float64) + self.atomic_reference[z]
+        return torch.zeros(cell.shape[0], dtype=torch.float64, device=vectors.device).index_add(0, batch, atomic)
 
     def forward(self, positions, species, edge_index, shifts, cell, batch):
         """Energy [B] (float64, eV), forces [N, 3] (eV/Å) and stress [B, 3, 3] (eV/Å³, zero
         where the cell is zero) in one function, so one captured graph holds all three."""
-        i, j = edge_index[0], edge_index[1]
-        vectors = self.edge_vectors(positions, edge_index, shifts, cell, batch)
-        if not vectors.requires_grad:
-            vectors.requires_grad_(True)
-        z = self.species_index[species]
-        atomic = self.atomic_energies(vectors, z, edge_index) * self.energy_scale
-        atomic = atomic.to(torch.float64) + self.atomic_reference[z]
-        energy = torch.zeros(cell.shape[0], dtype=torch.float64, device=positions.device).index_add(0, batch, atomic)
-        (dE_dr,) = torch.autograd.grad(energy.sum(), vectors, create_graph=self.training)
-        forces = torch.zeros_like(positions).index_add(0, i, dE_dr).index_add(0, j, -dE_dr)
-        edge_virial = (dE_dr.unsqueeze(2) * vectors.unsqueeze(1)).reshape(-1, 9)
-        virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
-        virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
-        volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
-        stress = virial / torch.where(volume > 0, volume, torch.ones_like(volume)).reshape(-1, 1, 1)
-        return energy, forces, stress
+        return energy_forces_stress(self.energy, positions, species, edge_index, shifts, cell, batch, create_graph=self.training)
+
+
+def edge_vectors(positions, edge_index, shifts, cell, batch) -> torch.Tensor:
+    """r_ij = x_j - x_i + S_ij @ cell [E, 3]."""
+    i, j = edge_index[0], edge_index[1]
+    offsets = torch.bmm(shifts.unsqueeze(1), cell[batch[i]]).squeeze(1)
+    return positions[j] - positions[i] + offsets
+
+
+def energy_forces_stress(energy_fn, positions, species, edge_index, shifts, cell, batch, create_graph: bool = False):
+    """Energy, forces and stress from an energy function of edge vectors: forces and the virial
+    both come from dE/dr_ij (one autograd pass), sigma = (1/V) sum_ij r_ij (x) dE/dr_ij.
+    `energy_fn(vectors, species, edge_index, cell, batch)` is a student's `energy` or its
+    captured (and transformed) graph."""
+    i, j = edge_index[0], edge_index[1]
+    vectors = edge_vectors(positions, edge_index, shifts, cell, batch)
+    if not vectors.requires_grad:
+        vectors.requires_grad_(True)
+    energy = energy_fn(vectors, species, edge_index, cell, batch)
+    (dE_dr,) = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
+    forces = torch.zeros_like(positions).index_add(0, i, dE_dr).index_add(0, j, -dE_dr)
+    edge_virial = (dE_dr.unsqueeze(2) * vectors.unsqueeze(1)).reshape(-1, 9)
+    virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
+    virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
+    volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
+    periodic = (volume > 0).reshape(-1, 1, 1)
+    stress = torch.where(periodic, virial / torch.where(periodic, volume.reshape(-1, 1, 1), 1.0), 0.0)
+    return energy, forces, stress
 
 
 class PolynomialCutoff(nn.Module):

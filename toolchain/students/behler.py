@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import PolynomialCutoff, Student, mlp
+from mlffc.students.base import PolynomialCutoff, Student, edge_vectors, mlp
 
 _SYM_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
 
@@ -83,7 +83,7 @@ class BehlerParrinelloStudent(Student):
     @torch.no_grad()
     def calibrate(self, graph) -> None:
         """Standardise the descriptors over training structures."""
-        vectors = self.edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
+        vectors = edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
         features = self.descriptors(vectors, self.species_index[graph.species], graph.edge_index)
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import BesselBasis, PolynomialCutoff, Student, mlp
+from mlffc.students.base import BesselBasis, PolynomialCutoff, Student, edge_vectors, mlp
 
 # Weights that turn the 6 unique components of a symmetric 3x3 (xx yy zz xy xz yz) into its Frobenius product.
 _SYM_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
@@ -115,5 +115,5 @@ class MomentStudent(Student):
         """Standardise each interaction's features over training structures (at the initial
         weights): raw invariants span orders of magnitude, and the MLP trains ~10x better on
         standardised inputs."""
-        vectors = self.edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
+        vectors = edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
         self.features(vectors, self.species_index[graph.species], graph.edge_index, calibrate=True)

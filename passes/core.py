@@ -1,0 +1,184 @@
+"""What every pass shares: its settings, its error budget, and small graph helpers.
+
+A pass is a function `(graph_module, settings) -> graph_module` in its own file, named verb_noun,
+whose docstring says what it needs before it and guarantees after it. `@graph_pass` attaches the
+pass's error budget (checked on the calibration set by the pass manager) and whether the graph it
+produces calls the mlffc op library (only AOTInductor can run those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch._guards import detect_fake_mode
+from torch.fx import GraphModule, Node
+from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+
+from mlffc.errors import MlffcError
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+ACCUMULATIONS = ("fp64", "fp32")
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The most a pass may change the calibration results: max |dE| per atom (eV) and max |dF|
+    (eV/Å) against the graph before it, and the rise in force MAE against the teacher (eV/Å)."""
+
+    energy_per_atom: float
+    forces: float
+    teacher_force_mae: float
+
+    def exceeded_by(self, error: dict[str, float]) -> list[str]:
+        return [f"{k} {error[k]:.3g} > {getattr(self, k):.3g}" for k in ("energy_per_atom", "forces", "teacher_force_mae")
+                if error.get(k) is not None and error[k] > getattr(self, k)]
+
+
+# Rounding-level changes (reordered fp32 sums; forces reach ~100 eV/Å on the compact calibration
+# example, so ~1e-6 relative is ~1e-4 absolute): what an exact rewrite may move.
+EXACT = Budget(energy_per_atom=1e-5, forces=5e-4, teacher_force_mae=1e-4)
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """Settings every pass receives.
+
+    precision: arithmetic of the linear layers (fp32, tf32 on CUDA, bf16, fp16); layers: per-layer
+    overrides, constant-name prefix (e.g. "readout.4" or "readout_4") -> precision; accumulation:
+    dtype of the energy sum (fp64 or fp32; the graph's output stays float64); budgets: per-pass
+    Budget overrides by pass name."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    accumulation: str = "fp64"
+    layers: dict[str, str] = field(default_factory=dict)
+    budgets: dict[str, Budget] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, value in [("precision", self.precision), *((f"layer {k}", v) for k, v in self.layers.items())]:
+            if value not in PRECISIONS:
+                raise MlffcError(f"{name}: unknown precision '{value}'; choose one of {', '.join(PRECISIONS)}")
+        if self.accumulation not in ACCUMULATIONS:
+            raise MlffcError(f"unknown energy accumulation '{self.accumulation}'; choose one of {', '.join(ACCUMULATIONS)}")
+
+    def layer_precision(self, constant_name: str) -> str:
+        """The precision of the layer whose weight constant is `constant_name` (longest prefix wins)."""
+        matches = [k for k in self.layers if constant_name.startswith(k.replace(".", "_"))]
+        return self.layers[max(matches, key=len)] if matches else self.precision
+
+
+Pass = Callable[[GraphModule, PassSettings], GraphModule]
+
+
+def graph_pass(budget: Budget | Callable[[PassSettings], Budget] = EXACT, custom_ops: bool = False):
+    """Mark a function as a pass: its default error budget (fixed, or a function of the settings)
+    and whether its output graph calls mlffc custom ops."""
+
+    def mark(fn: Pass) -> Pass:
+        fn.budget = budget
+        fn.custom_ops = custom_ops
+        return fn
+
+    return mark
+
+
+def budget_of(graph_pass_fn: Pass, settings: PassSettings) -> Budget:
+    name = graph_pass_fn.__name__
+    if name in settings.budgets:
+        return settings.budgets[name]
+    return graph_pass_fn.budget(settings) if callable(graph_pass_fn.budget) else graph_pass_fn.budget
+
+
+# --- graph helpers -------------------------------------------------------------------------------
+
+aten = torch.ops.aten
+
+
+def is_call(node, *targets) -> bool:
+    return isinstance(node, Node) and node.op == "call_function" and node.target in targets
+
+
+def constant(graph_module: GraphModule, node) -> torch.Tensor | None:
+    """The tensor behind a get_attr node, else None."""
+    if isinstance(node, Node) and node.op == "get_attr":
+        return getattr(graph_module, node.target)
+    return None
+
+
+def add_constant(graph_module: GraphModule, name: str, tensor: torch.Tensor) -> str:
+    """Register `tensor` as a new constant named after `name` (suffixed to be unique)."""
+    candidate, k = name, 0
+    while hasattr(graph_module, candidate):
+        k += 1
+        candidate = f"{name}_{k}"
+    graph_module.register_buffer(candidate, tensor.detach().contiguous())
+    return candidate
+
+
+def shape(node) -> tuple | None:
+    value = node.meta.get("val") if isinstance(node, Node) else None
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def dtype(node) -> torch.dtype | None:
+    value = node.meta.get("val") if isinstance(node, Node) else None
+    return value.dtype if isinstance(value, torch.Tensor) else None
+
+
+def transposed_constant(graph_module: GraphModule, node) -> Node | None:
+    """W's get_attr node when `node` is t(W) of a constant W, else None: how a linear layer's
+    weight appears in a freshly traced graph (mm(x, t(W)), addmm(b, x, t(W)))."""
+    if is_call(node, aten.t.default) and constant(graph_module, node.args[0]) is not None:
+        return node.args[0]
+    return None
+
+
+def weight_uses(graph_module: GraphModule) -> list[tuple[Node, int, int]]:
+    """Every constant weight operand of a linear layer as (user node, argument index, the
+    weight's input-feature dim): mm/addmm through t(W) or a stored W^T, mlffc::species_linear
+    and mlffc::linear_silu."""
+    uses = []
+    for node in graph_module.graph.nodes:
+        if is_call(node, aten.mm.default, aten.addmm.default):
+            rhs = node.args[-1]
+            if transposed_constant(graph_module, rhs) is not None:
+                uses.append((rhs, 0, 1))
+            elif constant(graph_module, rhs) is not None:
+                uses.append((node, len(node.args) - 1, 0))
+        elif node.op == "call_function" and str(node.target) in ("mlffc.species_linear.default", "mlffc.linear_silu.default"):
+            weight_index = 2 if "species_linear" in str(node.target) else 1
+            if constant(graph_module, node.args[weight_index]) is not None:
+                uses.append((node, weight_index, 1))
+    return uses
+
+
+def set_arg(node: Node, index: int, value) -> None:
+    args = list(node.args)
+    args[index] = value
+    node.args = tuple(args)
+
+
+def finish(graph_module: GraphModule) -> GraphModule:
+    """Drop dead nodes, check and recompile, and refresh every node's fake value (shapes and
+    dtypes with symbolic sizes) so the next pass can read them."""
+    graph_module.graph.eliminate_dead_code()
+    graph_module.graph.lint()
+    graph_module.recompile()
+    inputs = [n.meta["val"] for n in graph_module.graph.nodes if n.op == "placeholder"]
+    FakeTensorProp(graph_module, detect_fake_mode(inputs)).propagate_dont_convert_inputs(*inputs)
+    return graph_module
+
+
+def copy_graph_module(graph_module: GraphModule) -> GraphModule:
+    """A new graph module with a copy of the graph (node metadata copied shallowly) sharing the
+    constants: passes add constants instead of changing them, so the original stays valid."""
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(graph_module.graph, {}))
+    copy = GraphModule(graph_module, graph)
+    for name, tensor in graph_module.named_buffers():
+        if not hasattr(copy, name):
+            copy.register_buffer(name, tensor)
+    return copy

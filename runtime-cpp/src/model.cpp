@@ -1,0 +1,171 @@
+#include <dlfcn.h>
+#include <malloc.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include <chrono>
+#include <cmath>
+#include <mutex>
+
+#include "manifest.hpp"
+#include "mlffc/model.hpp"
+
+namespace mlffc {
+namespace {
+
+const char* const kSymbols[] = {
+    "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si", "P",  "S",  "Cl", "Ar", "K",
+    "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",
+    "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr",
+    "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",  "Re", "Os", "Ir", "Pt", "Au",
+    "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U",  "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es",
+    "Fm", "Md", "No", "Lr", "Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"};
+constexpr int kMaxZ = 118;
+
+// Closer atoms are a units or input error, not chemistry (as mlffc.structures.MIN_DISTANCE).
+constexpr double kMinDistance = 0.1;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+const char* element_symbol(int z) { return z >= 1 && z <= kMaxZ ? kSymbols[z] : "?"; }
+
+int atomic_number(const std::string& symbol) {
+  for (int z = 1; z <= kMaxZ; ++z) {
+    if (symbol == kSymbols[z]) return z;
+  }
+  return 0;
+}
+
+void tune_malloc() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);   // the largest glibc accepts on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  });
+}
+
+struct Model::Impl {
+  Manifest manifest;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  std::vector<bool> supported = std::vector<bool>(kMaxZ + 1, false);
+  std::string supported_names;
+};
+
+Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<Impl>()) {
+  tune_malloc();
+  Manifest manifest = read_manifest(artifact);
+  verify_payload(artifact, manifest);
+  check_compatible(manifest);
+  at::set_num_threads(threads > 0 ? threads : manifest.threads);
+  // The package calls the mlffc fused ops: their library must be loaded (globally) first.
+  for (const auto& library : manifest.libraries) {
+    std::string path = artifact + "/" + library;
+    if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+      throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
+    }
+  }
+  try {
+    impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(artifact + "/" + manifest.entry);
+  } catch (const std::exception& error) {
+    throw Error(artifact + ": could not load " + manifest.entry + ": " + error.what());
+  }
+  for (int z : manifest.species) {
+    impl_->supported[z] = true;
+    impl_->supported_names += (impl_->supported_names.empty() ? "" : ", ") + std::string(element_symbol(z));
+  }
+  impl_->manifest = std::move(manifest);
+}
+
+Model::~Model() = default;
+
+double Model::cutoff() const { return impl_->manifest.cutoff; }
+
+const std::vector<int>& Model::species() const { return impl_->manifest.species; }
+
+Result Model::compute(int64_t n, const int32_t* species, const double* positions, const double* cell, bool periodic) {
+  if (n <= 0) throw Error("the structure has no atoms");
+  if (species == nullptr || positions == nullptr) throw Error("species and positions must not be null");
+  for (int64_t i = 0; i < n; ++i) {
+    int z = species[i];
+    if (z < 1 || z > kMaxZ || !impl_->supported[z]) {
+      throw Error("atom " + std::to_string(i) + ": element " + (z >= 1 && z <= kMaxZ ? element_symbol(z) : "Z=" + std::to_string(z)) +
+                  " is not supported (supported: " + impl_->supported_names + ")");
+    }
+    for (int d = 0; d < 3; ++d) {
+      if (!std::isfinite(positions[3 * i + d])) throw Error("position of atom " + std::to_string(i) + " is NaN or infinite");
+    }
+  }
+  if (periodic) {
+    if (!impl_->manifest.periodic) throw Error("periodic cells are not supported by this model");
+    if (cell == nullptr) throw Error("periodic structure without a cell");
+    double det = cell[0] * (cell[4] * cell[8] - cell[5] * cell[7]) - cell[1] * (cell[3] * cell[8] - cell[5] * cell[6]) +
+                 cell[2] * (cell[3] * cell[7] - cell[4] * cell[6]);
+    if (!(std::abs(det) >= 1e-6)) throw Error("periodic but the cell has zero volume");
+  }
+
+  Result result;
+  auto started = std::chrono::steady_clock::now();
+  Neighbours pairs = neighbour_list(n, positions, cell, periodic, impl_->manifest.cutoff);
+  int64_t edges = static_cast<int64_t>(pairs.size());
+  auto edge_index = at::empty({2, edges}, at::kLong);
+  auto shifts = at::empty({edges, 3}, at::kFloat);
+  auto cell_tensor = at::zeros({1, 3, 3}, at::kFloat);
+  int64_t* ei = edge_index.data_ptr<int64_t>();
+  float* sh = shifts.data_ptr<float>();
+  float* ce = cell_tensor.data_ptr<float>();
+  double h[9] = {0};
+  if (periodic) {
+    for (int k = 0; k < 9; ++k) h[k] = cell[k], ce[k] = static_cast<float>(cell[k]);
+  }
+  for (int64_t e = 0; e < edges; ++e) {
+    int64_t i = pairs.centre[e], j = pairs.neighbour[e];
+    const int32_t* s = &pairs.shifts[3 * e];
+    ei[e] = i;
+    ei[edges + e] = j;
+    double r2 = 0;
+    for (int d = 0; d < 3; ++d) {
+      sh[3 * e + d] = static_cast<float>(s[d]);
+      double r = positions[3 * j + d] - positions[3 * i + d] + s[0] * h[d] + s[1] * h[3 + d] + s[2] * h[6 + d];
+      r2 += r * r;
+    }
+    if (r2 < kMinDistance * kMinDistance) {
+      throw Error("atoms " + std::to_string(i) + " and " + std::to_string(j) + " are " + std::to_string(std::sqrt(r2)) +
+                  " Å apart; positions must be in Å and atoms must not overlap");
+    }
+  }
+  auto positions_tensor = at::empty({n, 3}, at::kFloat);
+  auto species_tensor = at::empty({n}, at::kLong);
+  float* xp = positions_tensor.data_ptr<float>();
+  int64_t* zp = species_tensor.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    zp[i] = species[i];
+    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(positions[3 * i + d]);
+  }
+  auto batch = at::zeros({n}, at::kLong);
+  result.neighbours_seconds = seconds_since(started);
+  result.edges = edges;
+
+  started = std::chrono::steady_clock::now();
+  std::vector<at::Tensor> outputs;
+  {
+    c10::InferenceMode guard;
+    outputs = impl_->loader->run({positions_tensor, species_tensor, edge_index, shifts, cell_tensor, batch});
+  }
+  result.model_seconds = seconds_since(started);
+  if (outputs.size() != 3) throw Error("the compiled model returned " + std::to_string(outputs.size()) + " outputs, expected 3");
+  result.energy = outputs[0].to(at::kDouble).item<double>();
+  auto forces = outputs[1].to(at::kDouble).contiguous();
+  result.forces.assign(forces.data_ptr<double>(), forces.data_ptr<double>() + 3 * n);
+  auto stress = outputs[2].to(at::kDouble).contiguous();
+  std::copy(stress.data_ptr<double>(), stress.data_ptr<double>() + 9, result.stress.begin());
+  return result;
+}
+
+}  // namespace mlffc

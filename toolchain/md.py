@@ -1,0 +1,105 @@
+"""Short MD runs that show whether a force field can be simulated: energy drift in NVE
+(velocity Verlet) and the radial distribution function from NVT (Langevin), with ASE.
+Any ASE calculator works: a compiled artifact's or a teacher's."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ase import Atoms, units
+from ase.geometry.rdf import get_rdf
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from mlffc.errors import MlffcError
+
+
+def _thermalise(atoms: Atoms, temperature: float, seed: int) -> None:
+    """Maxwell-Boltzmann velocities without centre-of-mass motion (nor rotation, for a molecule)."""
+    thermalize_momenta(atoms, temperature, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+
+
+def nve_drift(atoms: Atoms, calculator, steps: int, timestep_fs: float = 0.5, temperature: float = 300.0,
+              seed: int = 0, interval: int = 10) -> dict:
+    """Velocity-Verlet run from Maxwell-Boltzmann velocities. The drift is the slope of a linear
+    fit to the total energy against time, |dE/dt| per atom (eV/atom/ps); the fluctuation is the
+    spread about that line. A run that fails (non-finite energy, atoms on top of each other)
+    reports `stable: False` and infinite drift instead of raising."""
+    if steps < 2 * interval:
+        raise MlffcError(f"NVE needs at least {2 * interval} steps to fit a drift, got {steps}")
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    _thermalise(atoms, temperature, seed)
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    times, energies = [], []
+
+    def record():
+        times.append(dynamics.get_time() / (1000 * units.fs))
+        energies.append(atoms.get_total_energy())
+
+    dynamics.attach(record, interval=interval)
+    started = time.perf_counter()
+    failure = _run(dynamics, steps)
+    seconds = time.perf_counter() - started
+    n = len(atoms)
+    result = {"atoms": n, "steps": dynamics.nsteps, "timestep_fs": timestep_fs, "temperature_K": temperature,
+              "duration_ps": dynamics.nsteps * timestep_fs / 1000, "seconds": seconds,
+              "steps_per_s": dynamics.nsteps / seconds if seconds > 0 else float("nan")}
+    energies = np.asarray(energies)
+    if failure is None and len(energies) >= 2 and np.all(np.isfinite(energies)):
+        slope, intercept = np.polyfit(times, energies, 1)
+        residual = energies - (slope * np.asarray(times) + intercept)
+        result.update(stable=True, drift_ev_per_atom_per_ps=float(abs(slope) / n),
+                      fluctuation_ev_per_atom=float(residual.std() / n),
+                      max_deviation_ev_per_atom=float(np.abs(energies - energies[0]).max() / n))
+    else:
+        result.update(stable=False, failure=failure or "non-finite energy", drift_ev_per_atom_per_ps=float("inf"))
+    return result
+
+
+def nvt_rdf(atoms: Atoms, calculator, steps: int, equilibration: int, elements: tuple[str, str] = ("O", "O"),
+            rmax: float | None = None, nbins: int = 60, timestep_fs: float = 0.5, temperature: float = 300.0,
+            friction_per_fs: float = 0.01, seed: int = 0, interval: int = 10) -> dict:
+    """Langevin run of a periodic box: the partial RDF of `elements`, averaged over frames every
+    `interval` steps after `equilibration` steps. rmax defaults to just under half the cell's
+    shortest width (the largest ASE accepts)."""
+    if not atoms.pbc.all():
+        raise MlffcError("an RDF needs a periodic box")
+    if steps < interval:
+        raise MlffcError(f"NVT needs at least {interval} sampled steps, got {steps}")
+    if rmax is None:  # the width of the cell along each direction is 1 / |reciprocal vector|
+        rmax = 0.499 / np.linalg.norm(atoms.cell.reciprocal(), axis=1).max()
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    _thermalise(atoms, temperature, seed)
+    dynamics = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs,
+                        fixcm=False, rng=np.random.default_rng(seed + 1))
+    frames = []
+    started = time.perf_counter()
+    failure = _run(dynamics, equilibration)
+    if failure is None:
+        dynamics.attach(lambda: frames.append(atoms.copy()), interval=interval)
+        failure = _run(dynamics, steps)
+    seconds = time.perf_counter() - started
+    result = {"atoms": len(atoms), "steps": steps, "equilibration": equilibration, "timestep_fs": timestep_fs,
+              "temperature_K": temperature, "frames": len(frames), "seconds": seconds, "stable": failure is None}
+    if failure is not None:
+        return {**result, "failure": failure}
+    g, r = get_rdf(frames, rmax, nbins, elements=elements)
+    return {**result, "r": r.tolist(), "g": g.tolist(),
+            "temperature_mean_K": float(np.mean([f.get_temperature() for f in frames]))}
+
+
+def _run(dynamics, steps: int) -> str | None:
+    """Run `steps` steps; a failure of the force field becomes a message instead of an exception."""
+    try:
+        dynamics.run(steps)
+    except (MlffcError, FloatingPointError) as error:
+        return f"failed after {dynamics.nsteps} steps: {error}"
+    energy = dynamics.atoms.get_potential_energy()
+    return None if np.isfinite(energy) else f"non-finite energy after {dynamics.nsteps} steps"
