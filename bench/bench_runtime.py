@@ -39,8 +39,7 @@ from mlffc.graph import build_graph
 from mlffc.io import atomic_path
 from mlffc.runtime import load
 from mlffc.runtime.build_cpp import DEFAULT_BUILD, build_cpp
-from mlffc.teachers.fennol import FennolTeacher
-from mlffc.teachers.registry import bundled_ani1x
+from mlffc.teachers import load_teacher
 from mlffc.timing import median_ms
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "runtime.md"
@@ -103,7 +102,7 @@ def main() -> None:
     screening = [molecule(n) for n in ("H2O", "CH4", "NH3", "CH3OH", "C2H4", "HCN", "H2CO", "CH3CONH2")] * 64
     model.screen(screening[:16])
     throughput = model.screen(screening)["throughput"]
-    teacher = FennolTeacher(bundled_ani1x(), name="ani1x (float32)", float64=False)
+    teacher = load_teacher("ani1x", precision="float32")
     for n in MD_SIZES:
         rows[n]["teacher_md"] = md_steps_per_second(clusters[n], teacher.calculator(), args.teacher_steps)
 

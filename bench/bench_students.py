@@ -25,8 +25,6 @@ from mlffc.plots import save_figure
 from mlffc.runtime import load
 from mlffc.students import STUDENTS
 from mlffc.teachers import load_teacher
-from mlffc.teachers.fennol import FennolTeacher
-from mlffc.teachers.registry import bundled_ani1x
 from mlffc.timing import median_ms
 from mlffc.trainers import TrainConfig, train
 
@@ -45,7 +43,7 @@ def main() -> None:
     if not args.data.exists():
         write_frames(args.data, generate(seed_molecules(), load_teacher("ani1x"), SamplingConfig()))
     clusters = {label: molecular_cluster("H2O", n) for label, n in SIZES.items()}
-    teacher = FennolTeacher(bundled_ani1x(), name="ani1x float32", float64=False)
+    teacher = load_teacher("ani1x", precision="float32")
     teacher_ms = {label: median_ms(lambda: teacher.compute([atoms]), repeats=10) for label, atoms in clusters.items()}
 
     rows = []

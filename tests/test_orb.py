@@ -262,7 +262,8 @@ def test_generate_crystals(direct):
 
     seeds = [(f"bulk/{k}", cell(seed=k)) for k in range(3)]
     config = SamplingConfig(rattle_scales=(0.05,), rattles_per_scale=1, strain_scales=(0.02,), strains_per_scale=1,
-                            md_temperatures=(300.0,), md_steps=2, md_interval=2)
+                            md_temperatures=(300.0,), md_steps=2, md_interval=2,
+                            duplicate_tolerance=0.0)  # two MD steps barely move the atoms: keep the frame anyway
     data = generate(seeds, direct, config)
     assert data.sampler.tolist() == ["seed", "rattle0.05", "strain0.02"] * 3 + ["md300K"] * 3
     assert sorted(data.split.tolist()) == [0] * 4 + [1] * 4 + [2] * 4  # one group each

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
@@ -30,6 +31,15 @@ constexpr double kMinDistance = 0.1;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// True once some library (Python's torch.ops.load_library or an earlier artifact) registered ops in
+// the mlffc namespace.
+bool mlffc_ops_registered() {
+  for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    if (name.name.rfind("mlffc::", 0) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -64,8 +74,10 @@ Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<
   verify_payload(artifact, manifest);
   check_compatible(manifest);
   at::set_num_threads(threads > 0 ? threads : manifest.threads);
-  // The package calls the mlffc fused ops: their library must be loaded (globally) first.
+  // The package calls the mlffc fused ops: their library must be loaded (globally) first, once per
+  // process: a second copy would register the mlffc namespace again, which aborts the process.
   for (const auto& library : manifest.libraries) {
+    if (mlffc_ops_registered()) break;
     std::string path = artifact + "/" + library;
     if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
       throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
