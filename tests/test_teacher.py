@@ -169,8 +169,9 @@ def test_float32_on_request(one_network):
 
 
 def test_warm_up_avoids_recompiling(one_network):
-    """Padding: after a warm-up at the largest size, smaller batches reuse the compiled code."""
-    one_network.warm_up([molecular_cluster("H2O", 20)])
+    """Padding: after a warm-up at the largest batch (atoms and structures), smaller batches reuse
+    the compiled code."""
+    one_network.warm_up([molecular_cluster("H2O", 20), molecule("CH4"), molecule("CH4")])
     compiled = one_network._evaluate._cache_size()
     one_network.compute([molecular_cluster("H2O", 7), molecule("CH4")])
     assert one_network._evaluate._cache_size() == compiled

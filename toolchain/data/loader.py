@@ -5,6 +5,7 @@ batches while the current one trains."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,11 @@ import torch
 
 from mlffc.data.storage import Frames
 from mlffc.graph import Graph, neighbour_list
+
+# Workers are forked to inherit the cached neighbour lists; they run numpy and torch only, never
+# JAX, so JAX's warning about forking after it started its threads (labelling in the same
+# process, as `mlffc demo` does) does not apply to them.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 @dataclass
@@ -86,7 +92,8 @@ class GraphDataset(torch.utils.data.Dataset):
 
     def batches(self, max_atoms: int, rng: np.random.Generator | None = None, min_frames: int = 1) -> list[np.ndarray]:
         """Index batches of at most max_atoms atoms, unless that leaves fewer than min_frames
-        frames (one per data-parallel process). Without rng: in frame order. With rng: frames
+        frames (one per data-parallel process); the last batch may take a runt (up to 1.5x
+        max_atoms). Without rng: in frame order. With rng: frames
         shuffled, then packed within size buckets (atom counts within a factor of two), so
         batches fill up to max_atoms, then the batches shuffled."""
         natoms = self.frames.natoms
@@ -101,7 +108,9 @@ class GraphDataset(torch.utils.data.Dataset):
                 current, size = [], 0
             current.append(k)
             size += n
-        if current and len(current) < min_frames and groups:  # too few for every process: join the last batch
+        if current and groups and (len(current) < min_frames or 2 * size < max_atoms):
+            # a runt (too few frames for every process, or under half full) joins the last batch:
+            # then the plan is the same for any number of processes when frames are under max_atoms / 2
             groups[-1] = np.concatenate([groups[-1], current])
         elif current:
             groups.append(np.array(current))
