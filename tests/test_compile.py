@@ -37,7 +37,7 @@ def test_manifest_describes_the_artifact(artifact):
     assert manifest["built_on"]["torch"] == torch.__version__
     assert manifest["model"]["species"] == [1, 6, 7, 8]
     assert manifest["units"]["forces"] == "eV/Angstrom"
-    assert manifest["accuracy"]["vs_eager"]["max_abs_forces"] < 2e-3
+    assert manifest["accuracy"]["vs_eager"]["max_forces_error"] < 2e-3
     assert manifest["accuracy"]["vs_teacher"]["force_mae"] > 0
     assert manifest["speed"]["compiled_ms"] > 0 and manifest["speed"]["atoms"] == 300
 
