@@ -18,6 +18,7 @@ from mlffc.data.samplers import (SamplingConfig, crystal_md, gas_md, normal_mode
                                  strain)
 from mlffc.data.select import groups_of, uncertain, without_duplicates
 from mlffc.data.storage import SPLITS, Frames
+from mlffc.data.validate import MAX_ROBUST_Z, energy_robust_z
 from mlffc.errors import MlffcError
 from mlffc.progress import console, progress_bar
 from mlffc.structures import closest_pair
@@ -234,6 +235,7 @@ def generate(
     sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher, config, shard)
     sampled += packed_configurations(seeds, codes, config, holdout, teacher.info.capabilities.periodic, shard, shards)
     frames = label(sampled, teacher)
+    frames = frames.select(energy_robust_z(frames) <= MAX_ROBUST_Z)  # what validation would call broken
     frames = frames.select(uncertain(frames, config.spread_quantile))
     frames = frames.select(without_duplicates(frames, config.duplicate_tolerance))
     if config.hessian_vectors:

@@ -62,7 +62,7 @@ def validate(frames: Frames) -> Report:
                ok=f"all >= {MIN_DISTANCE} Å (nearest {np.nanmin(closest):.3f} Å)")
 
     per_atom = frames.energy / frames.natoms
-    z = np.abs(_robust_z_within(per_atom, _energy_populations(frames), floor=ENERGY_SIGMA_FLOOR))
+    z = energy_robust_z(frames)
     report.add("energy outliers", [f"{where(k)}: {per_atom[k]:.4f} eV/atom, robust z {z[k]:.0f}" for k in np.argsort(-z)
                                    if z[k] > MAX_ROBUST_Z], ok=f"energy per atom within {MAX_ROBUST_Z:g} robust sigmas (at least {ENERGY_SIGMA_FLOOR} eV) of its group")
     magnitude = np.linalg.norm(frames.forces, axis=1)
@@ -146,6 +146,13 @@ def plot(frames: Frames, report: Report, path) -> None:
     axes[1, 2].set(xscale="log", xlabel="frames", title="samplers")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def energy_robust_z(frames: Frames) -> np.ndarray:
+    """|robust z| of each frame's energy per atom within its group (or composition), with a sigma
+    of at least ENERGY_SIGMA_FLOOR: above MAX_ROBUST_Z a frame has left the teacher's domain (a
+    normal-mode sample at 1000 K pushed 2 eV/atom up a soft mode, a molecule torn apart)."""
+    return np.abs(_robust_z_within(frames.energy / frames.natoms, _energy_populations(frames), floor=ENERGY_SIGMA_FLOOR))
 
 
 def _composition_residual(frames: Frames) -> np.ndarray:
