@@ -76,11 +76,12 @@ Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<
   at::set_num_threads(threads > 0 ? threads : manifest.threads);
   // The package calls the mlffc fused ops: their library must be loaded (globally) first, once per
   // process: a second copy would register the mlffc namespace again, which aborts the process.
-  for (const auto& library : manifest.libraries) {
-    if (mlffc_ops_registered()) break;
-    std::string path = artifact + "/" + library;
-    if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
-      throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
+  if (!mlffc_ops_registered()) {
+    for (const auto& library : manifest.libraries) {
+      std::string path = artifact + "/" + library;
+      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+        throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
+      }
     }
   }
   try {
