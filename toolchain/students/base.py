@@ -110,6 +110,16 @@ class BesselBasis(nn.Module):
         return self.prefactor * torch.sin(self.frequencies * r) / r
 
 
+# Weights that turn the 6 unique components of a symmetric 3x3 (xx yy zz xy xz yz) into its Frobenius product.
+SYMMETRIC_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
+
+
+def symmetric_outer(v: torch.Tensor) -> torch.Tensor:
+    """The 6 unique components (xx yy zz xy xz yz) of v v^T, for v [..., 3]: [..., 6]."""
+    x, y, z = v.unbind(-1)
+    return torch.stack([x * x, y * y, z * z, x * y, x * z, y * z], -1)
+
+
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import PolynomialCutoff, Student, edge_vectors, mlp
-
-_SYM_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
+from mlffc.students.base import SYMMETRIC_WEIGHTS, PolynomialCutoff, Student, edge_vectors, mlp
 
 
 class BehlerParrinelloStudent(Student):
@@ -42,7 +40,7 @@ class BehlerParrinelloStudent(Student):
         self.angular_width = (angular_cutoff - 0.8) / max(1, angular_shells - 1)
         self.envelope = PolynomialCutoff(cutoff)
         self.angular_envelope = PolynomialCutoff(angular_cutoff)
-        self.register_buffer("sym_weights", torch.tensor(_SYM_WEIGHTS))
+        self.register_buffer("sym_weights", torch.tensor(SYMMETRIC_WEIGHTS))
         width = num_species * (radial_shells + 3 * angular_shells)
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))

@@ -13,10 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import BesselBasis, PolynomialCutoff, Student, edge_vectors, mlp
-
-# Weights that turn the 6 unique components of a symmetric 3x3 (xx yy zz xy xz yz) into its Frobenius product.
-_SYM_WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
+from mlffc.students.base import SYMMETRIC_WEIGHTS, BesselBasis, PolynomialCutoff, Student, edge_vectors, mlp, symmetric_outer
 
 
 class MomentStudent(Student):
@@ -43,7 +40,7 @@ class MomentStudent(Student):
         self.radial = nn.Linear(num_basis * num_species, 3 * channels * interactions, bias=False)
         upper = torch.triu_indices(channels, channels)
         self.register_buffer("pair_index", upper[0] * channels + upper[1])
-        self.register_buffer("sym_weights", torch.tensor(_SYM_WEIGHTS))
+        self.register_buffer("sym_weights", torch.tensor(SYMMETRIC_WEIGHTS))
         per_interaction = 2 * channels + channels * (channels + 1)
         widths = [num_species + per_interaction * (k + 1) for k in range(interactions)]
         for k, width in enumerate(widths):
@@ -76,7 +73,7 @@ class MomentStudent(Student):
         radials = self.radial(pair).chunk(self.interactions, dim=1)
         ux, uy, uz = u.unbind(-1)
         dipole_basis = torch.stack([ux, uy, uz], -1).unsqueeze(1)
-        quadrupole_basis = torch.stack([ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz], -1).unsqueeze(1)
+        quadrupole_basis = symmetric_outer(u).unsqueeze(1)
         features = self.onehot[z]
         for k, radial in enumerate(radials):
             if k > 0:
@@ -105,9 +102,7 @@ class MomentStudent(Student):
         dipole_products = torch.einsum("nci,ndi->ncd", m1, m1).flatten(1)[:, self.pair_index]
         weighted_m2 = m2 * self.sym_weights
         quadrupole_products = torch.einsum("nci,ndi->ncd", weighted_m2, m2).flatten(1)[:, self.pair_index]
-        x, y, zc = m1.unbind(-1)
-        m1_outer = torch.stack([x * x, y * y, zc * zc, x * y, x * zc, y * zc], -1)
-        dipole_quadrupole = (weighted_m2 * m1_outer).sum(-1)
+        dipole_quadrupole = (weighted_m2 * symmetric_outer(m1)).sum(-1)
         return torch.cat([m0, dipole_products, quadrupole_products, dipole_quadrupole], -1)
 
     @torch.no_grad()
