@@ -12,7 +12,7 @@ import numpy as np
 from mlffc.compiler import STUDENT_FILE, compare_with_eager, frame_graphs, predict_compiled
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
-from mlffc.metrics import error_metrics
+from mlffc.metrics import error_metrics, errors_by_category
 from mlffc.plots import parity_figure, save_figure
 from mlffc.runtime import load
 from mlffc.students import load_student
@@ -38,8 +38,9 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     missing = sorted(set(np.unique(frames.numbers).tolist()) - set(model.species))
     if missing:
         raise MlffcError(f"{data} holds elements {missing} that the artifact does not support ({model.elements})")
-    energy, forces = predict_compiled(model, frames)
+    energy, forces, stress = predict_compiled(model, frames)
     vs_teacher = error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
+    by_category = errors_by_category(energy, forces, frames, stress)
     student, _ = load_student(Path(artifact) / STUDENT_FILE)
     vs_eager = compare_with_eager(model, student, frame_graphs(frames, model.cutoff))
     measured = {
@@ -58,6 +59,7 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "frames": len(frames),
         "atoms": int(frames.natoms.sum()),
         "vs_teacher": vs_teacher,
+        "by_category": by_category,
         "vs_eager": vs_eager,
         "limits": asdict(limits),
         "failures": failures,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -65,7 +66,11 @@ def generate(
     weights: Optional[Path] = typer.Option(None, help="checkpoint file of an Orb teacher"),
     random_init: Optional[int] = typer.Option(None, help="Orb teacher with untrained weights from this seed (tests, benchmarks)"),
     precision: Optional[str] = typer.Option(None, help="float32 or float64 (default: float64 FeNNol, float32 Orb)"),
-    seeds: str = typer.Option("molecules", help="seed set: molecules (G2 + S22, CHNO) or crystals (small bulk cells)"),
+    seeds: str = typer.Option("molecules", help="comma-separated seed sets and files: molecules (G2 + S22), drug-like[:N] "
+                              "(MOSES, one per scaffold), fragments[:N] (BRICS, capped), crystals (bulk cells), a SMILES "
+                              "file (.smi: SMILES [name] per line) or any structure file ASE reads (extxyz, xyz, db, ...)"),
+    on_problem: str = typer.Option("skip", help="seed entries the teacher cannot describe (unparsable SMILES, unknown "
+                                   "element, charged or open-shell): skip (listed) or refuse (exit before any work)"),
     seed: int = typer.Option(0, help="seed of every sampler"),
     mutants_per_seed: int = typer.Option(3, help="new molecules per seed molecule (H -> CH3/NH2/OH)"),
     md_steps: Optional[int] = typer.Option(None, help="Langevin steps per temperature (default: 80 for molecules, "
@@ -80,6 +85,9 @@ def generate(
     spread_quantile: float = typer.Option(0.0, help="per molecule, drop this fraction of frames with the lowest "
                                           "ensemble spread per sqrt(atoms) (ensemble teachers)"),
     hessian_vectors: int = typer.Option(0, help="frames per molecule labelled with one exact Hessian-vector product"),
+    unseen_by: Optional[Path] = typer.Option(None, help="a student checkpoint this data will fine-tune (train --init): "
+                                             "molecules of the scaffold families it was trained on stay in training, so "
+                                             "validation and test hold only chemistry it never saw"),
     limit: Optional[int] = typer.Option(None, help="use only the first LIMIT seed groups (molecules or materials)"),
     shards: Optional[int] = typer.Option(None, help="split the work into N shard files in the --out directory"),
     shard: Optional[int] = typer.Option(None, help="make only shard I (0-based) of --shards"),
@@ -92,35 +100,46 @@ def generate(
     file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
     from mlffc.data.generate import generate as run_generate
     from mlffc.data.samplers import SamplingConfig
-    from mlffc.data.seeds import SEED_SETS, first_groups
+    from mlffc.data.seeds import first_groups, load_seeds
     from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
     from mlffc.data.storage import write_frames
 
-    if seeds not in SEED_SETS:
-        raise MlffcError(f"unknown seed set '{seeds}'; choose one of {', '.join(SEED_SETS)}")
     if shards is None and (shard is not None or workers > 1 or scheduler):
         raise MlffcError("--shard, --workers and --scheduler need --shards")
     if shards is not None and (shards < 1 or (shard is not None and not 0 <= shard < shards)):
         raise MlffcError(f"--shards must be 1 or more and --shard in 0..{(shards or 1) - 1}")
-    md_steps = md_steps if md_steps is not None else {"molecules": 80, "crystals": 0}[seeds]
-    packed = packed if packed is not None else {"molecules": 20, "crystals": 0}[seeds]
-    config = SamplingConfig(seed=seed, md_steps=md_steps, md_interval=md_interval, rattles_per_scale=rattles_per_scale,
-                            strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,
-                            normal_modes_per_temperature=normal_modes if seeds == "molecules" else 0,
-                            packed_systems=packed, spread_quantile=spread_quantile, hessian_vectors=hessian_vectors)
     spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
     labeller = spec.load()
     if "random_init" in labeller.info.source:
         console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
                       "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
+    loaded, problems = load_seeds(seeds, labeller.info.elements, on_problem, workers=len(os.sched_getaffinity(0)))
+    _print_seed_problems(problems)
+    chosen = first_groups(loaded, limit)
+    if unseen_by is not None:
+        from mlffc.data.seeds import mark_seen_families
+        from mlffc.students import load_student
+
+        seen = set(load_student(unseen_by)[1].get("trained_families", []))
+        if not seen:
+            raise MlffcError(f"{unseen_by} records no training families (made by an older mlffc?): it cannot say what it saw")
+        console.print(f"{mark_seen_families(chosen, seen)} of {len(chosen)} seeds share a scaffold family with "
+                      f"{unseen_by.name}'s training data: kept in training")
+    if not chosen:
+        raise MlffcError(f"no usable seeds in {seeds!r} for teacher '{teacher}' (elements {', '.join(labeller.info.elements)})")
+    has_molecules = any(not atoms.pbc.any() for _, atoms in chosen)
     capabilities = labeller.info.capabilities
-    if seeds == "crystals" and not capabilities.periodic:
-        raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    if not has_molecules or any(atoms.pbc.any() for _, atoms in chosen):
+        if not capabilities.periodic:
+            raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    md_steps = md_steps if md_steps is not None else 80 if has_molecules else 0
+    packed = packed if packed is not None else 20 if has_molecules else 0
+    config = SamplingConfig(seed=seed, md_steps=md_steps, md_interval=md_interval, rattles_per_scale=rattles_per_scale,
+                            strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,
+                            normal_modes_per_temperature=normal_modes if has_molecules else 0,
+                            packed_systems=packed, spread_quantile=spread_quantile, hessian_vectors=hessian_vectors)
     if (config.normal_modes_per_temperature or hessian_vectors) and not capabilities.hessian:
         raise MlffcError(f"teacher '{teacher}' gives no Hessians: pass --normal-modes 0 and --hessian-vectors 0")
-    chosen = first_groups(SEED_SETS[seeds](labeller.info.elements), limit)
-    if not chosen:
-        raise MlffcError(f"no {seeds} seeds are made of the elements of teacher '{teacher}' only")
     holdout = (0.1, 0.1)
     if shards is None:
         job = ShardJob(spec, chosen, config, holdout, 1, out_path.parent)
@@ -291,6 +310,31 @@ def check(
 
 
 @app.command()
+def distill(
+    config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML recipe (docs/training.md); the bundled "
+                                       "one: mlffc/configs/distill.yaml"),
+    workdir: Path = typer.Option(..., help="where seeds, data, runs and distill.json go; a re-run resumes"),
+    fresh: bool = typer.Option(False, help="delete this workdir's data and record and start over"),
+):
+    """Seeds -> teacher labels -> student -> rounds of the student's own MD, the frames it is least
+    sure of labelled by the teacher and trained on (resumes an interrupted loop)."""
+    from mlffc.trainers.loop import DistillConfig, run_distill
+
+    record = run_distill(DistillConfig.from_file(config_path), workdir, fresh)
+    table = Table("round", "frames", "added", "MD ended early", "val force MAE", "val energy MAE", "test force MAE",
+                  title=f"distill {workdir}")
+    for entry in record["rounds"]:
+        added = entry.get("added", {})
+        table.add_row(str(entry["round"]), f"{entry['frames']:,}",
+                      f"{added['added']:,} of {added['candidates']:,}" if added else "",
+                      f"{added['unstable']} of {added['trajectories']}" if added else "",
+                      f"{entry['val']['all']['force_mae']:.4f} eV/Å", f"{1e3 * entry['val']['all']['energy_mae_per_atom']:.2f} meV/atom",
+                      f"{entry['test']['all']['force_mae']:.4f} eV/Å")
+    out.print(table)
+    out.print(f"student: {record['best']}")
+
+
+@app.command()
 def demo(
     workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
     fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
@@ -300,6 +344,19 @@ def demo(
     from mlffc.demo import run_demo
 
     run_demo(workdir, fresh)
+
+
+def _print_seed_problems(problems) -> None:
+    """Seed entries left out, first few named, so a user sees what was skipped and why."""
+    if not problems:
+        return
+    shown = 10
+    console.print(f"[yellow]skipped {len(problems)} seed entr{'y' if len(problems) == 1 else 'ies'} "
+                  f"(--on-problem refuse stops instead):[/]")
+    for problem in problems[:shown]:
+        console.print(f"  {problem}")
+    if len(problems) > shown:
+        console.print(f"  ... and {len(problems) - shown} more")
 
 
 def _print_manifest(manifest: dict) -> None:
@@ -326,6 +383,11 @@ def _print_check(report: dict) -> None:
     table.add_row("force MAE vs teacher", f"{t['force_mae']:.4f} eV/Å", f"{limits['force_mae']:.4f}")
     table.add_row("force RMSE vs teacher", f"{t['force_rmse']:.4f} eV/Å", "")
     table.add_row("energy MAE vs teacher", f"{1e3 * t['energy_mae_per_atom']:.2f} meV/atom", f"{1e3 * limits['energy_mae_per_atom']:.2f}")
+    for name, entry in report.get("by_category", {}).items():
+        if name != "all":
+            stress = f", stress {100 * entry['stress_relative_error']:.1f}%" if "stress_relative_error" in entry else ""
+            table.add_row(f"  {name} ({entry['frames']} frames)", f"force MAE {entry['force_mae']:.4f} eV/Å, energy "
+                          f"{1e3 * entry['energy_mae_per_atom']:.2f} meV/atom{stress}", "")
     table.add_row("compiled vs eager, forces (relative above 1 eV/Å)", f"{e['forces']:.2e} eV/Å", f"{limits['compiled_vs_eager_forces']:.1e}")
     table.add_row("compiled vs eager, energy", f"{e['energy_per_atom']:.2e} eV/atom", f"{limits['compiled_vs_eager_energy_per_atom']:.1e}")
     out.print(table)

@@ -99,7 +99,7 @@ def plan(target: Target) -> list[str]:
         f"lower with backend {target.backend} for {target.device}"
         + (f" {target.arch}" if target.arch else f", {target.threads} thread(s)") + f", precision {target.precision}",
         f"acceptance: compiled vs eager within {TOLERANCE} plus the budgets of lossy passes",
-        "accuracy vs teacher on the test split; speed at ~300 atoms",
+        "accuracy vs teacher on the test split (passes calibrate on the validation split); speed at ~300 atoms",
         "write manifest.json + payload atomically",
     ]
 
@@ -114,9 +114,10 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     if target.device not in backend.devices:
         raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
     student, meta = load_student(student_path)
-    frames = read_dataset(data).split_named("test") if data else None
+    dataset = read_dataset(data) if data else None
+    frames = dataset.split_named("test") if dataset else None  # reported only: nothing is chosen on it
     example = example_graph(student)
-    calibration = calibration_set(student, frames)
+    calibration = calibration_set(student, dataset.split_named("val") if dataset else None)
     started = time.perf_counter()
     with console.status(f"compiling for {target.name} with {backend.name}"):
         graph_module, records = optimize(student, example, target.passes, pass_settings(target), calibration)
@@ -143,7 +144,8 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
 
 
 def calibration_set(student: Student, frames) -> Calibration:
-    """A fresh example batch and the test frames (with the teacher's labels), timed on ~300 atoms."""
+    """A fresh example batch and the validation frames (with the teacher's labels), timed on ~300
+    atoms: passes are accepted or rejected on it, so it is never the test split."""
     graphs, labels = [example_graph(student, sizes=(3, 17, 5), seed=1)], [None]
     if frames is not None and len(frames):
         dataset = GraphDataset(frames, student.cutoff)
@@ -243,14 +245,14 @@ def acceptance(compiled: CompiledModel, eager: list, graphs, tolerance: dict) ->
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
 
 
-def predict_compiled(compiled: CompiledModel, frames) -> tuple[np.ndarray, np.ndarray]:
-    """Compiled predictions in frame order: energy [B], forces [N, 3]."""
+def predict_compiled(compiled: CompiledModel, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compiled predictions in frame order: energy [B], forces [N, 3], stress [B, 3, 3]."""
     outputs = [compiled.run(graph) for graph in frame_graphs(frames, compiled.cutoff)]
-    return np.concatenate([o[0].cpu().numpy() for o in outputs]), np.concatenate([o[1].cpu().numpy() for o in outputs])
+    return tuple(np.concatenate([o[k].cpu().numpy() for o in outputs]) for k in range(3))
 
 
 def evaluate_compiled(compiled: CompiledModel, frames) -> dict:
-    energy, forces = predict_compiled(compiled, frames)
+    energy, forces, _ = predict_compiled(compiled, frames)
     return error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
 
 

@@ -103,3 +103,46 @@ def _run(dynamics, steps: int) -> str | None:
         return f"failed after {dynamics.nsteps} steps: {error}"
     energy = dynamics.atoms.get_potential_energy()
     return None if np.isfinite(energy) else f"non-finite energy after {dynamics.nsteps} steps"
+
+
+def bonds(atoms: Atoms, scale: float = 1.25) -> set[tuple[int, int]]:
+    """Covalent bonds: pairs nearer than `scale` times the sum of their covalent radii (ASE's)."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+    return {(a, b) for a, b in zip(i.tolist(), j.tolist()) if a < b}
+
+
+def langevin_stability(molecules: list[Atoms], calculator, temperature: float, steps: int, timestep_fs: float = 0.5,
+                       check_interval: int = 100, max_force: float = 50.0, seed: int = 0) -> list[dict]:
+    """Langevin MD of each molecule (all in one system, far apart, one call per step) for
+    `steps` steps: a molecule is unstable from the first check at which its covalent bond graph
+    differs from the start's (a bond broken or formed) or a force on it exceeds `max_force` eV/Å.
+    Returns per molecule: stable, and the time (ps) of the first failure."""
+    from mlffc.data.samplers import gas_layout
+
+    system, slices, _ = gas_layout(molecules)
+    system.calc = calculator
+    _thermalise(system, temperature, seed)
+    initial = [bonds(m) for m in molecules]
+    failed: list[float | None] = [None] * len(molecules)
+    dynamics = Langevin(system, timestep_fs * units.fs, temperature_K=temperature, friction=0.01 / units.fs,
+                        fixcm=False, rng=np.random.default_rng(seed + 1))
+
+    def check():
+        forces = np.linalg.norm(system.get_forces(), axis=1)
+        now = dynamics.nsteps * timestep_fs / 1000
+        for k, part in enumerate(slices):
+            if failed[k] is None:
+                molecule = Atoms(numbers=system.numbers[part], positions=system.positions[part])
+                if bonds(molecule) != initial[k] or forces[part].max() > max_force:
+                    failed[k] = now
+
+    dynamics.attach(check, interval=check_interval)
+    started = time.perf_counter()
+    failure = _run(dynamics, steps)
+    seconds = time.perf_counter() - started
+    if failure is not None:  # the whole system broke: every molecule still counted stable fails now
+        failed = [dynamics.nsteps * timestep_fs / 1000 if f is None else f for f in failed]
+    return [{"atoms": len(m), "formula": m.get_chemical_formula(), "stable": f is None, "failed_after_ps": f,
+             "duration_ps": steps * timestep_fs / 1000, "seconds": seconds} for m, f in zip(molecules, failed)]

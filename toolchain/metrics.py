@@ -17,3 +17,58 @@ def error_metrics(
         "force_rmse": float(np.sqrt((df**2).mean())),
         "force_max_error": float(np.abs(df).max()) if df.size else 0.0,
     }
+
+
+# Evaluation categories of frames, from the sampler that made them (docs/data-format.md).
+CATEGORIES = ("equilibrium", "hot", "rattled", "clusters", "liquids", "strained")
+HOT_KELVIN = 500.0  # MD and normal-mode samples at or above this are "hot"
+
+
+def category_of(sampler: str) -> str:
+    """equilibrium (the relaxed seed, thermal samples below HOT_KELVIN), hot (MD or normal
+    modes at HOT_KELVIN or above), rattled, clusters (packed, open), liquids (packed, periodic),
+    strained (crystal cells)."""
+    import re
+
+    if sampler == "cluster":
+        return "clusters"
+    if sampler == "box":
+        return "liquids"
+    if sampler.startswith("rattle"):
+        return "rattled"
+    if sampler.startswith("strain"):
+        return "strained"
+    thermal = re.fullmatch(r"(?:.*-)?(?:md|nm)(\d+(?:\.\d+)?)K", sampler)
+    if thermal:
+        return "hot" if float(thermal[1]) >= HOT_KELVIN else "equilibrium"
+    return "equilibrium"
+
+
+def errors_by_category(energy, forces, frames, stress=None) -> dict[str, dict[str, float]]:
+    """error_metrics of each category present in `frames` (and 'all'), with frame and atom
+    counts; where `stress` [B, 3, 3] is given and frames carry stress labels, the relative stress
+    error over the periodic frames as well (stress_relative_error)."""
+    energy, forces = np.asarray(energy), np.asarray(forces)
+    categories = np.array([category_of(str(s)) for s in frames.sampler])
+    offsets = frames.offsets
+    atom_category = np.repeat(categories, frames.natoms)
+    report = {}
+    for name in ("all", *CATEGORIES):
+        frame_mask = np.ones(len(frames), bool) if name == "all" else categories == name
+        if not frame_mask.any():
+            continue
+        atom_mask = np.ones(offsets[-1], bool) if name == "all" else atom_category == name
+        entry = error_metrics(energy[frame_mask], frames.energy[frame_mask], frames.natoms[frame_mask],
+                              forces[atom_mask], frames.forces[atom_mask])
+        entry.update(frames=int(frame_mask.sum()), atoms=int(atom_mask.sum()))
+        periodic = frame_mask & frames.pbc.all(axis=1)
+        if stress is not None and frames.stress is not None and periodic.any():
+            entry["stress_relative_error"] = stress_relative_error(np.asarray(stress)[periodic], frames.stress[periodic])
+        report[name] = entry
+    return report
+
+
+def stress_relative_error(stress: np.ndarray, stress_ref: np.ndarray) -> float:
+    """RMS of the stress error over RMS of the reference stress, over all frames and components
+    (a per-frame ratio would explode on frames whose stress is near zero)."""
+    return float(np.sqrt(np.mean((stress - stress_ref) ** 2) / np.mean(stress_ref**2)))

@@ -47,21 +47,53 @@ def fit_energy_reference(frames: Frames, species: list[int]) -> tuple[np.ndarray
     return reference, float(np.sqrt(np.mean(frames.forces**2)))
 
 
-def predict(student: Student, dataset: GraphDataset, max_atoms: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Eager predictions (energy [B], forces [N, 3]) in dataset order."""
+def predict(student: Student, dataset: GraphDataset, max_atoms: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eager predictions (energy [B], forces [N, 3], stress [B, 3, 3]) in dataset order."""
     student.eval()
-    energies, forces = [], []
+    energies, forces, stresses = [], [], []
     for indices in dataset.batches(max_atoms):
-        energy, force, _ = student(*dataset.batch(indices).graph.inputs())
+        energy, force, stress = student(*dataset.batch(indices).graph.inputs())
         energies.append(energy.detach().numpy())
         forces.append(force.detach().numpy())
-    return np.concatenate(energies), np.concatenate(forces)
+        stresses.append(stress.detach().numpy())
+    return np.concatenate(energies), np.concatenate(forces), np.concatenate(stresses)
+
+
+def predict_frames(student: Student, frames: Frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return predict(student, GraphDataset(frames, student.cutoff))
 
 
 def evaluate(student: Student, dataset: GraphDataset) -> dict[str, float]:
-    energy, forces = predict(student, dataset)
+    energy, forces, _ = predict(student, dataset)
     f = dataset.frames
     return error_metrics(energy, f.energy, f.natoms, forces, f.forces)
+
+
+def trained_families(frames: Frames, config: TrainConfig) -> list[str]:
+    """Scaffold families the student has seen in training (its own data's and, when it continues
+    from a checkpoint, that one's): data made to fine-tune it keeps them out of held-out splits."""
+    from mlffc.data.mutate import parent_group
+
+    families = frames.attrs.get("families", {})
+    seen = {families[parent_group(g)] for g in set(frames.group[frames.split == 0].tolist()) if parent_group(g) in families}
+    if config.init:
+        seen |= set(load_student(config.init)[1].get("trained_families", []))
+    return sorted(seen)
+
+
+def initial_student(config: TrainConfig, species: list[int]) -> Student:
+    """The checkpoint `config.init` to continue from: its architecture, size, reference energies
+    and feature scales are kept (a pretrained student specialised to new molecules, or the
+    previous round of a distillation loop). The data's elements must be among its species."""
+    if config.student:
+        raise MlffcError(f"init {config.init} fixes the student; leave the config's student settings empty "
+                         f"(given: {', '.join(sorted(config.student))})")
+    student, _ = load_student(config.init)
+    missing = sorted(set(species) - set(student.species))
+    if missing:
+        raise MlffcError(f"the data holds elements {missing} that the student {config.init} was not built for "
+                         f"(it has {student.species}); train from scratch instead")
+    return student.train()
 
 
 class _Distributed:
@@ -98,13 +130,17 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     torch.manual_seed(config.seed)
 
     species = np.unique(frames.numbers).tolist()
-    student = build_student(config.architecture, species=species, **config.student)
-    train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
-    reference, scale = fit_energy_reference(train_frames, species)
-    student.atomic_reference.copy_(torch.from_numpy(reference))
-    student.energy_scale.fill_(scale)
-    student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
-    student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
+    if config.init:
+        student = initial_student(config, species)
+        train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
+    else:
+        student = build_student(config.architecture, species=species, **config.student)
+        train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
+        reference, scale = fit_energy_reference(train_frames, species)
+        student.atomic_reference.copy_(torch.from_numpy(reference))
+        student.energy_scale.fill_(scale)
+        student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
+        student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
 
     model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -145,6 +181,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         config.write(out_dir / "train_config.yaml")
     term_weights = weights(config)
     with_hessian = config.hessian_weight > 0 and train_frames.hessian_product is not None
+    with_atomic = config.atomic_energy_weight > 0 and train_frames.atomic_energy is not None
     order = BatchOrder(ranks.rank, ranks.world)
     loader = batch_loader(train_set, order, config.loader_workers)
     start_time = time.perf_counter() - (state["history"][-1]["seconds"] if state["history"] else 0.0)
@@ -158,7 +195,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
             student.train()
             order.batches, order.start = state["batches"], state["position"]
             for batch in loader:
-                errors = term_errors(model, batch, with_hessian)
+                errors = term_errors(model, batch, with_hessian, with_atomic)
                 counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
                 sums = loss_sums(errors, config)
                 loss = sum(term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
@@ -190,7 +227,8 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 if ranks.main:
                     save_student(ema.module, out_dir / CHECKPOINT, extra={
                         "epoch": record["epoch"], "val": {k[4:]: v for k, v in record.items() if k.startswith("val_")},
-                        "teacher": frames.attrs.get("teacher"), "data": str(config.data)})
+                        "teacher": frames.attrs.get("teacher"), "data": str(config.data),
+                        "trained_families": trained_families(frames, config)})
             if ranks.main:
                 write_json(out_dir / "history.json", {"history": state["history"]})
                 _log_epoch(writer, record, ema.module, val_set, state["epoch"], config.epochs)
@@ -249,7 +287,7 @@ def _log_epoch(writer, record: dict, student: Student, val_set: GraphDataset, ep
         if key not in ("epoch", "seconds"):
             writer.add_scalar(key.replace("_", "/", 1), value, epoch)
     if epoch % 10 == 0 or epoch == epochs:
-        energy, forces = predict(student, val_set)
+        energy, forces, _ = predict(student, val_set)
         writer.add_figure("val/parity", parity_figure(energy, forces, val_set.frames, f"validation, epoch {epoch}"), epoch)
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict
 import numpy as np
 from ase import Atoms
 
+from mlffc.data.chemistry import FAMILY_SEPARATOR, SEEN_IN_TRAINING
 from mlffc.data.clusters import packed_molecules
 from mlffc.data.mutate import mutate_seeds, parent_group
 from mlffc.data.samplers import (SamplingConfig, crystal_md, gas_md, normal_mode_samples, rattle, relax_molecules,
@@ -35,14 +36,63 @@ def families(seeds: list[tuple[str, Atoms]]) -> list[str]:
     return list(dict.fromkeys(group for group, _ in seeds))
 
 
+HOLDOUT_MAX_UNIT_FRACTION = 0.02  # a split unit with more of the seed families than this always trains:
+# hub chemistry (water, benzene and the S22 complexes that join them) must not leave training whole
+
+
+def split_units(seeds: list[tuple[str, Atoms]]) -> dict[str, str]:
+    """The unit of splitting of every seed family: families (data.chemistry: a Bemis-Murcko
+    scaffold, or a complex's several) joined wherever one seed holds two, so a held-out unit
+    shares no scaffold with any training seed. Seeds without a family (crystals) are their own
+    unit. Returns {group: unit name (its smallest family)}."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    labels = {}
+    for group, atoms in seeds:
+        found = atoms.info.get("family")
+        members = found.split(FAMILY_SEPARATOR) if found else [f"group:{group}"]
+        for other in members[1:]:
+            a, b = root(members[0]), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        labels[group] = members[0]
+    return {group: root(label) for group, label in labels.items()}
+
+
 def split_codes(seeds: list[tuple[str, Atoms]], fractions: tuple[float, float], seed: int) -> dict[str, int]:
     """Split code (0 train, 1 val, 2 test) of every seed family, from all seeds (not one shard's),
-    so a family and its mutants land in one split whichever shard makes them."""
-    names = sorted(families(seeds))
+    so a family and its mutants land in one split whichever shard makes them. Units of
+    `split_units` are drawn in random order into val and test until each holds its fraction of
+    the families; units larger than HOLDOUT_MAX_UNIT_FRACTION stay in training, and so do units
+    holding a seed marked SEEN_IN_TRAINING (a family a pretrained student was trained on: held
+    out, it would flatter the fine-tuned student)."""
+    units = split_units(seeds)
+    members: dict[str, list[str]] = {}
+    for group in families(seeds):
+        members.setdefault(units[group], []).append(group)
+    seen = {units[group] for group, atoms in seeds if atoms.info.get(SEEN_IN_TRAINING)}
+    names = sorted(members)
     order = np.random.default_rng(seed).permutation(len(names))
-    n_val = max(1, round(fractions[0] * len(names)))
-    n_test = max(1, round(fractions[1] * len(names)))
-    return {names[k]: 1 if rank < n_val else 2 if rank < n_val + n_test else 0 for rank, k in enumerate(order)}
+    total = len(units)
+    wanted = [max(1, round(fraction * total)) for fraction in fractions]
+    largest = max(1, int(HOLDOUT_MAX_UNIT_FRACTION * total))
+    filled, codes = [0, 0], {}
+    for k in order:
+        unit = names[k]
+        code = 0
+        if len(members[unit]) <= largest and unit not in seen:
+            code = next((c + 1 for c in range(2) if filled[c] < wanted[c]), 0)
+        if code:
+            filled[code - 1] += len(members[unit])
+        for group in members[unit]:
+            codes[group] = code
+    return codes
 
 
 def split_of(group: str, codes: dict[str, int]) -> int:
@@ -57,11 +107,12 @@ def shard_seeds(seeds: list[tuple[str, Atoms]], shard: int, shards: int) -> list
 
 
 def seeds_sha256(seeds: list[tuple[str, Atoms]]) -> str:
-    """Identity of a seed list (groups, elements, positions, cells): a shard made from other
-    seeds is another dataset."""
+    """Identity of a seed list (groups, families and their training marks, elements, positions,
+    cells): a shard made from other seeds is another dataset."""
     digest = hashlib.sha256()
     for group, atoms in seeds:
         digest.update(group.encode())
+        digest.update(f"{atoms.info.get('family', '')}|{bool(atoms.info.get(SEEN_IN_TRAINING))}".encode())
         for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
@@ -160,10 +211,13 @@ def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
             forces = computed.split_forces()
             spreads = [None] * len(batch) if computed.forces_spread is None else np.split(
                 computed.forces_spread, np.cumsum(computed.natoms)[:-1])
+            atomic = None if computed.atomic_energies is None else np.split(
+                computed.atomic_energies, np.cumsum(computed.natoms)[:-1])
             for slot, k in enumerate(batch):
                 labels[k] = {"energy": computed.energy[slot], "forces": forces[slot], "forces_spread": spreads[slot],
                              "stress": None if computed.stress is None else computed.stress[slot],
-                             "energy_spread": None if computed.energy_spread is None else computed.energy_spread[slot]}
+                             "energy_spread": None if computed.energy_spread is None else computed.energy_spread[slot],
+                             "atomic_energy": None if computed.atomic_energies is None else atomic[slot]}
             progress.advance(task, len(batch))
 
     def joined(name, combine=np.array):
@@ -185,6 +239,7 @@ def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
         stress=joined("stress"),
         energy_spread=joined("energy_spread"),
         forces_spread=joined("forces_spread", np.concatenate),
+        atomic_energy=joined("atomic_energy", np.concatenate),
         group=np.array([g for g, _, _ in sampled]),
         sampler=np.array([s for _, s, _ in sampled]),
         split=np.zeros(len(structures), dtype=np.uint8),
@@ -232,7 +287,7 @@ def generate(
         raise MlffcError(f"shard {shard} of {shards}: there are {units_of_work} units of work "
                          f"({len(families(seeds))} seed families, {config.packed_systems} packed systems)")
     codes = split_codes(seeds, holdout, config.seed)
-    sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher, config, shard)
+    sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher.sampler(), config, shard)
     sampled += packed_configurations(seeds, codes, config, holdout, teacher.info.capabilities.periodic, shard, shards)
     frames = label(sampled, teacher)
     frames = frames.select(energy_robust_z(frames) <= MAX_ROBUST_Z)  # what validation would call broken
@@ -248,5 +303,6 @@ def generate(
         "plan": {"seeds": len(seeds), "seeds_sha256": seeds_sha256(seeds), "holdout": list(holdout), "shards": shards},
         "shard": {"index": shard, "labelled": len(sampled)},
         "splits": {name: sorted(set(frames.group[frames.split == k].tolist())) for k, name in enumerate(SPLITS)},
+        "families": {group: atoms.info["family"] for group, atoms in shard_seeds(seeds, shard, shards) if "family" in atoms.info},
     }
     return frames

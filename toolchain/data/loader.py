@@ -31,6 +31,8 @@ class Batch:
     hessian_direction: torch.Tensor  # [N, 3] float32 (zeros where unlabelled)
     hessian_product: torch.Tensor  # [N, 3] float32, eV/Å^2, the teacher's H v
     hessian_mask: torch.Tensor  # [N] bool: atoms of frames with Hessian labels
+    atomic_energy: torch.Tensor  # [N] float64, eV, the teacher's per-atom partition (zeros where unlabelled)
+    atomic_mask: torch.Tensor  # [N] bool: atoms with atomic-energy labels
 
 
 class GraphDataset(torch.utils.data.Dataset):
@@ -78,6 +80,8 @@ class GraphDataset(torch.utils.data.Dataset):
         hessian_direction, hessian_mask = per_atom(f.hessian_direction)
         hessian_product, _ = per_atom(f.hessian_product)
         stress = np.zeros((len(indices), 3, 3)) if f.stress is None else f.stress[indices]
+        atomic = (np.full(int(natoms.sum()), np.nan) if f.atomic_energy is None
+                  else np.concatenate([f.atomic_energy[s] for s in atom_slices]))
         return Batch(
             graph=graph,
             energy=torch.from_numpy(f.energy[indices].astype(np.float64)),
@@ -88,6 +92,8 @@ class GraphDataset(torch.utils.data.Dataset):
             hessian_direction=hessian_direction,
             hessian_product=hessian_product,
             hessian_mask=hessian_mask,
+            atomic_energy=torch.from_numpy(np.nan_to_num(atomic).astype(np.float64)),
+            atomic_mask=torch.from_numpy(np.isfinite(atomic)),
         )
 
     def batches(self, max_atoms: int, rng: np.random.Generator | None = None, min_frames: int = 1) -> list[np.ndarray]:

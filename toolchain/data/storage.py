@@ -1,4 +1,4 @@
-"""Labelled frames in memory and in HDF5 (format `mlffc-dataset`, version 1; spec in
+"""Labelled frames in memory and in HDF5 (format `mlffc-dataset`, version 2; spec in
 docs/data-format.md): one file, or a dataset of shard files read as one."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from mlffc.errors import MlffcError
 from mlffc.io import atomic_path
 
 FORMAT = "mlffc-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional per-atom `atomic_energy` labels; version 1 files read unchanged
 SPLITS = ("train", "val", "test")
 PER_FRAME = ("natoms", "cell", "pbc", "energy", "stress", "energy_spread", "group", "split", "sampler")
-PER_ATOM = ("numbers", "positions", "forces", "forces_spread", "hessian_direction", "hessian_product")
-OPTIONAL = ("stress", "energy_spread", "forces_spread", "hessian_direction", "hessian_product")
+PER_ATOM = ("numbers", "positions", "forces", "forces_spread", "hessian_direction", "hessian_product", "atomic_energy")
+OPTIONAL = ("stress", "energy_spread", "forces_spread", "hessian_direction", "hessian_product", "atomic_energy")
 _STRINGS = ("group", "sampler")
 _RESERVED = ("format", "format_version", "content_sha256")
 SHARD_NAME = "shard-{index:05d}-of-{count:05d}.h5"
@@ -46,6 +46,7 @@ class Frames:
     forces_spread: np.ndarray | None = None
     hessian_direction: np.ndarray | None = None
     hessian_product: np.ndarray | None = None
+    atomic_energy: np.ndarray | None = None  # [N] eV: the teacher's per-atom partition of `energy`
     attrs: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -215,5 +216,7 @@ def read_dataset(path: str | Path, verify: bool = True) -> Frames:
         shared = set(splits[SPLITS[a]]) & set(splits[SPLITS[b]])
         if shared:
             raise MlffcError(f"{path}: groups in both {SPLITS[a]} and {SPLITS[b]} splits: {', '.join(sorted(shared)[:5])}")
-    frames.attrs = {k: v for k, v in first.items() if k != "shard"} | {"splits": splits, "files": [f.name for f in files]}
+    families = {group: family for part in parts for group, family in part.attrs.get("families", {}).items()}
+    frames.attrs = {k: v for k, v in first.items() if k != "shard"} | {"splits": splits, "families": families,
+                                                                      "files": [f.name for f in files]}
     return frames

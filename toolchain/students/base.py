@@ -46,15 +46,30 @@ class Student(nn.Module):
     def energy(self, vectors, species, edge_index, cell, batch) -> torch.Tensor:
         """Energy per structure [B] (float64, eV) from edge vectors r_ij [E, 3]: the function the
         compiler captures, transforms and then differentiates (`energy_forces_stress`)."""
-        z = self.species_index[species]
-        atomic = self.atomic_energies(vectors, z, edge_index) * self.energy_scale
-        atomic = atomic.to(torch.float64) + self.atomic_reference[z]
+        atomic = self.atomic_energies_ev(vectors, species, edge_index)
         return torch.zeros(cell.shape[0], dtype=torch.float64, device=vectors.device).index_add(0, batch, atomic)
 
-    def forward(self, positions, species, edge_index, shifts, cell, batch):
+    def atomic_energies_ev(self, vectors, species, edge_index) -> torch.Tensor:
+        """Per-atom energies [N] (float64, eV, reference energies included): they sum to `energy`."""
+        z = self.species_index[species]
+        atomic = self.atomic_energies(vectors, z, edge_index) * self.energy_scale
+        return atomic.to(torch.float64) + self.atomic_reference[z]
+
+    def forward(self, positions, species, edge_index, shifts, cell, batch, with_atomic_energies: bool = False):
         """Energy [B] (float64, eV), forces [N, 3] (eV/Å) and stress [B, 3, 3] (eV/Å³, zero
-        where the cell is zero) in one function, so one captured graph holds all three."""
-        return energy_forces_stress(self.energy, positions, species, edge_index, shifts, cell, batch, create_graph=self.training)
+        where the cell is zero) in one function, so one captured graph holds all three. With
+        `with_atomic_energies` (training against a teacher's per-atom partition) the per-atom
+        energies [N] (eV) come fourth."""
+        if not with_atomic_energies:
+            return energy_forces_stress(self.energy, positions, species, edge_index, shifts, cell, batch, create_graph=self.training)
+        kept = {}
+
+        def energy(vectors, species, edge_index, cell, batch):
+            kept["atomic"] = self.atomic_energies_ev(vectors, species, edge_index)
+            return torch.zeros(cell.shape[0], dtype=torch.float64, device=vectors.device).index_add(0, batch, kept["atomic"])
+
+        outputs = energy_forces_stress(energy, positions, species, edge_index, shifts, cell, batch, create_graph=self.training)
+        return (*outputs, kept["atomic"])
 
 
 def edge_vectors(positions, edge_index, shifts, cell, batch) -> torch.Tensor:

@@ -25,6 +25,7 @@ class Capabilities:
     charge_spin: bool = False  # reads total charge and spin multiplicity from atoms.info
     uncertainty: bool = False  # ensemble spread labels
     hessian: bool = False  # exact Hessian-vector products and Hessians of the energy
+    atomic_energies: bool = False  # a per-atom energy partition (summing to the energy), as atom-centred models have
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Labels:
     stress: np.ndarray | None = None
     energy_spread: np.ndarray | None = None
     forces_spread: np.ndarray | None = None
+    atomic_energies: np.ndarray | None = None  # [N], eV, summing per structure to `energy`
 
     def split_forces(self) -> list[np.ndarray]:
         return np.split(self.forces, np.cumsum(self.natoms)[:-1])
@@ -110,6 +112,11 @@ class Teacher(ABC):
         structures = list(structures)
         check_structures(structures, self.info.elements, allow_periodic=self.info.capabilities.periodic)
         return structures
+
+    def sampler(self) -> "Teacher":
+        """The teacher that drives sampling (relaxation, MD, normal-mode Hessians), where rounding
+        does not reach the labels: itself, or a faster precision of it."""
+        return self
 
     def calculator(self) -> "TeacherCalculator":
         return TeacherCalculator(self)

@@ -68,6 +68,7 @@ class FennolTeacher(Teacher):
         self._to_ev = HARTREE_TO_EV / reference.Ha_to_model_energy
         self._variables = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[m.variables for m in models])
         self._force_spread = force_spread
+        self._paths, self._precision, self._sampler = paths, precision, None
         if force_spread:
             members = jax.vmap(lambda v, x: reference._energy_and_forces_and_virial(v, x)[:3], in_axes=(0, None))
             self._evaluate = jax.jit(members)
@@ -79,7 +80,8 @@ class FennolTeacher(Teacher):
             family="fennol",
             elements=_supported_elements(reference._input_args["modules"]),
             cutoff=float(reference.cutoff),
-            capabilities=Capabilities(stress=True, periodic=True, uncertainty=len(models) > 1, hessian=True),
+            capabilities=Capabilities(stress=True, periodic=True, uncertainty=len(models) > 1, hessian=True,
+                                      atomic_energies=not force_spread),
             source={
                 "files": [{"name": p.name, "sha256": file_sha256(p)} for p in paths],
                 "members": len(models),
@@ -88,6 +90,14 @@ class FennolTeacher(Teacher):
                 "jax": jax.__version__,
             },
         )
+
+    def sampler(self) -> "FennolTeacher":
+        """The same networks in float32 (about twice as fast): trajectories need no float64 totals."""
+        if self._precision == "float32":
+            return self
+        if self._sampler is None:
+            self._sampler = FennolTeacher(self._paths, self.info.name, "float32", self._force_spread)
+        return self._sampler
 
     def warm_up(self, structures: Sequence[Atoms]) -> None:
         """Compile for the largest batch to come (label it once), so smaller ones reuse the code."""
@@ -98,12 +108,13 @@ class FennolTeacher(Teacher):
         energy_spread = np.empty(len(structures))
         forces = [None] * len(structures)
         forces_spread = [None] * len(structures)
+        atomic = [None] * len(structures)
         stress = np.zeros((len(structures), 3, 3))
         for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
-            e, de, f, df, s = self._compute_chunk([structures[k] for k in chunk])
+            e, de, f, df, s, ea = self._compute_chunk([structures[k] for k in chunk])
             energy[chunk], energy_spread[chunk], stress[chunk] = e, de, s
-            for k, fk, dfk in zip(chunk, f, df):
-                forces[k], forces_spread[k] = fk, dfk
+            for k, fk, dfk, eak in zip(chunk, f, df, ea):
+                forces[k], forces_spread[k], atomic[k] = fk, dfk, eak
         periodic = any(a.pbc.all() for a in structures)
         uncertainty = self.info.capabilities.uncertainty
         return Labels(
@@ -113,6 +124,7 @@ class FennolTeacher(Teacher):
             stress=stress if periodic else None,
             energy_spread=energy_spread if uncertainty else None,
             forces_spread=np.concatenate(forces_spread) if uncertainty and self._force_spread else None,
+            atomic_energies=None if self._force_spread else np.concatenate(atomic),
         )
 
     def _hessian_vector_products(self, structures: list[Atoms], directions: np.ndarray) -> np.ndarray:
@@ -157,7 +169,12 @@ class FennolTeacher(Teacher):
         periodic = cells is not None
         true_atoms = np.asarray(prepared["true_atoms"])
         true_sys = np.asarray(prepared["true_sys"])
-        e, f, virial = self._evaluate(self._variables, prepared)
+        if self._force_spread:
+            e, f, virial = self._evaluate(self._variables, prepared)
+            atomic = None
+        else:
+            e, f, virial, atomic = self._evaluate(self._variables, prepared)
+            atomic = np.asarray(atomic, dtype=np.float64)[true_atoms] * self._to_ev
         e = np.asarray(e, dtype=np.float64)[:, true_sys] * self._to_ev
         f = np.asarray(f, dtype=np.float64)[..., true_atoms, :] * self._to_ev
         virial = np.asarray(virial, dtype=np.float64)[..., true_sys, :, :] * self._to_ev
@@ -173,14 +190,24 @@ class FennolTeacher(Teacher):
             stress = np.zeros((len(structures), 3, 3))
         split = np.cumsum(natoms)[:-1]
         spreads = np.split(f_spread, split) if f_spread is not None else [None] * len(structures)
-        return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), spreads, stress
+        atomic = np.split(atomic, split) if atomic is not None else [None] * len(structures)
+        return e.mean(axis=0), e.std(axis=0), np.split(f_mean, split), spreads, stress, atomic
 
 
 def _member_energies(model, stacked_variables, inputs):
     """Energies [K, B] of the K stacked members, one vmapped call."""
+    return _member_energies_and_atomic(model, stacked_variables, inputs)[0]
+
+
+def _member_energies_and_atomic(model, stacked_variables, inputs):
+    """Energies [K, B] and atomic energies [K, N] of the K stacked members, one vmapped call."""
     import jax
 
-    return jax.vmap(lambda v: model._total_energy(v, inputs)[0])(stacked_variables)
+    def member(variables):
+        energy, output = model._total_energy(variables, inputs)
+        return energy, output["atomic_energies"]
+
+    return jax.vmap(member)(stacked_variables)
 
 
 def _hessian_vector_product(model):
@@ -200,8 +227,9 @@ def _hessian_vector_product(model):
 
 def _mean_energy_forces_virial(model):
     """(member energies [K, B], forces [N, 3] and virial dE/dstrain [B, 3, 3] of the members' mean
-    energy) from stacked weights: one backward pass for positions and strain together. The strain
-    acts as FeNNol's own virial does: coordinates and cell rows times (1 + strain)."""
+    energy, the members' mean atomic energies [N]) from stacked weights: one backward pass for
+    positions and strain together. The strain acts as FeNNol's own virial does: coordinates and
+    cell rows times (1 + strain)."""
     import jax
     import jax.numpy as jnp
 
@@ -211,14 +239,14 @@ def _mean_energy_forces_virial(model):
             if "cells" in data:
                 cells = jax.vmap(jnp.matmul)(data["cells"], strain)
                 inputs.update(cells=cells, reciprocal_cells=jnp.linalg.inv(cells))
-            member_energies = _member_energies(model, stacked_variables, inputs)
-            return member_energies.mean(axis=0).sum(), member_energies
+            member_energies, atomic = _member_energies_and_atomic(model, stacked_variables, inputs)
+            return member_energies.mean(axis=0).sum(), (member_energies, atomic.mean(axis=0))
 
         coordinates = data["coordinates"]
         strain = jnp.broadcast_to(jnp.eye(3, dtype=coordinates.dtype), (data["natoms"].shape[0], 3, 3))
         gradient = jax.value_and_grad(mean_energy, argnums=(0, 1), has_aux=True)
-        (_, member_energies), (d_coordinates, virial) = gradient(coordinates, strain)
-        return member_energies, -d_coordinates, virial
+        (_, (member_energies, atomic)), (d_coordinates, virial) = gradient(coordinates, strain)
+        return member_energies, -d_coordinates, virial, atomic
 
     return evaluate
 
