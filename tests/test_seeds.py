@@ -112,6 +112,6 @@ def test_scaffold_ignores_stereo_and_hydrogens():
 def test_gzipped_smiles_files_are_read(tmp_path):
     path = tmp_path / "set.smi.gz"
     with gzip.open(path, "wt") as handle:
-        handle.write("CCO a\nCCN b\n")
+        handle.write("CCO a\nCCN b\nCCC a\n")
     seeds, _ = load_seeds(str(path), CHNO)
-    assert [g for g, _ in seeds] == ["set/a", "set/b"]
+    assert [g for g, _ in seeds] == ["set/a", "set/b", "set/a@3"]

@@ -121,20 +121,25 @@ ON_PROBLEM = ("skip", "refuse")
 def read_smiles_lines(path: Path) -> list[tuple[int, str, str]]:
     """(line number, SMILES, name) of a SMILES file: one entry per line, the SMILES first, then an
     optional name (whitespace-separated; a name defaults to the line number); blank lines and
-    lines starting with '#' are skipped. Gzipped files are read as text."""
+    lines starting with '#' are skipped. A name seen before gets '@<line>' appended, so groups
+    stay distinct (in a file whose second column is not a name, such as MOSES's split column).
+    Gzipped files are read as text."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt") as handle:
             lines = handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise MlffcError(f"cannot read SMILES file {path}: {error}") from error
-    entries = []
+    entries, names = [], set()
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
         smiles, *rest = text.split(None, 1)
-        entries.append((number, smiles, rest[0].split()[0] if rest else str(number)))
+        name = rest[0].split()[0] if rest else str(number)
+        name = f"{name}@{number}" if name in names else name
+        names.add(name)
+        entries.append((number, smiles, name))
     return entries
 
 

@@ -29,9 +29,11 @@ class MomentStudent(Student):
         channels: int = 16,
         hidden: tuple[int, ...] | list[int] = (64, 64),
         interactions: int = 2,
+        products: int = 0,
     ):
         super().__init__(species, cutoff)
         self.num_basis, self.channels, self.hidden, self.interactions = num_basis, channels, list(hidden), interactions
+        self.products = products
         num_species = len(self.species)
         self.basis = BesselBasis(cutoff, num_basis)
         self.envelope = PolynomialCutoff(cutoff)
@@ -41,7 +43,14 @@ class MomentStudent(Student):
         upper = torch.triu_indices(channels, channels)
         self.register_buffer("pair_index", upper[0] * channels + upper[1])
         self.register_buffer("sym_weights", torch.tensor(SYMMETRIC_WEIGHTS))
-        per_interaction = 2 * channels + channels * (channels + 1)
+        if products:
+            # K learned channel mixes per angular order: invariants P1_k . Q1_k, P2_k : Q2_k and P2_k : R1_k R1_k,
+            # linear in the channels where all channel pairs are quadratic (MACE-style products)
+            self.mixes = nn.ModuleList(nn.Linear(channels, 3 * products, bias=False) for _ in range(interactions))
+            self.quadrupole_mixes = nn.ModuleList(nn.Linear(channels, 2 * products, bias=False) for _ in range(interactions))
+            per_interaction = channels + 3 * products
+        else:
+            per_interaction = 2 * channels + channels * (channels + 1)
         widths = [num_species + per_interaction * (k + 1) for k in range(interactions)]
         for k, width in enumerate(widths):
             self.register_buffer(f"feature_mean{k}", torch.zeros(width))
@@ -57,6 +66,7 @@ class MomentStudent(Student):
             "channels": self.channels,
             "hidden": self.hidden,
             "interactions": self.interactions,
+            "products": self.products,
         }
 
     def atomic_energies(self, vectors, z, edge_index):
@@ -78,7 +88,7 @@ class MomentStudent(Student):
         for k, radial in enumerate(radials):
             if k > 0:
                 radial = radial * self.embeddings[k - 1](features)[j].repeat(1, 3)
-            invariants = self._invariants(radial, dipole_basis, quadrupole_basis, i, z.shape[0])
+            invariants = self._invariants(radial, dipole_basis, quadrupole_basis, i, z.shape[0], k)
             features = torch.cat([features, invariants], -1)
             mean, std = getattr(self, f"feature_mean{k}"), getattr(self, f"feature_std{k}")
             if calibrate:
@@ -87,9 +97,10 @@ class MomentStudent(Student):
             features = (features - mean) / std
         return features
 
-    def _invariants(self, radial, dipole_basis, quadrupole_basis, centre, num_atoms):
+    def _invariants(self, radial, dipole_basis, quadrupole_basis, centre, num_atoms, interaction: int):
         """Moments M0 [N,C], M1 [N,C,3], M2 [N,C,6] of one interaction, reduced to invariants:
-        M0, all channel pairs of M1.M1 and M2:M2, and M1^T M2 M1 per channel."""
+        M0, all channel pairs of M1.M1 and M2:M2, and M1^T M2 M1 per channel; or, with
+        `products`, M0 and the products of K learned channel mixes of M1 and M2."""
         c = self.channels
         per_edge = torch.cat([
             radial[:, :c],
@@ -99,6 +110,14 @@ class MomentStudent(Student):
         moments = torch.zeros(num_atoms, per_edge.shape[1], dtype=per_edge.dtype, device=per_edge.device)
         moments = moments.index_add(0, centre, per_edge) / self.avg_neighbours
         m0, m1, m2 = moments[:, :c], moments[:, c : 4 * c].view(-1, c, 3), moments[:, 4 * c :].view(-1, c, 6)
+        if self.products:
+            k = self.products
+            p1, q1, r1 = self.mixes[interaction](m1.transpose(1, 2)).transpose(1, 2).split(k, 1)  # [N, K, 3] each
+            p2, q2 = self.quadrupole_mixes[interaction](m2.transpose(1, 2)).transpose(1, 2).split(k, 1)  # [N, K, 6]
+            dipole = (p1 * q1).sum(-1)
+            quadrupole = (p2 * self.sym_weights * q2).sum(-1)
+            dipole_quadrupole = (p2 * self.sym_weights * symmetric_outer(r1)).sum(-1)
+            return torch.cat([m0, dipole, quadrupole, dipole_quadrupole], -1)
         dipole_products = torch.einsum("nci,ndi->ncd", m1, m1).flatten(1)[:, self.pair_index]
         weighted_m2 = m2 * self.sym_weights
         quadrupole_products = torch.einsum("nci,ndi->ncd", weighted_m2, m2).flatten(1)[:, self.pair_index]
