@@ -98,3 +98,34 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(MlffcError, match="not a readable safetensors checkpoint"):
         load_student(tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize("config", [{}, {"products": 8}])
+def test_training_form_equals_the_captured_form(config, rng):
+    """The moment student trains on per-atom neighbour blocks and is captured (eval) on the edge
+    list: both must give the same energies, forces and stress, periodic cells included."""
+    torch.manual_seed(0)
+    student = build_student("moment", species=[1, 6, 7, 8], channels=8, hidden=[16], **config).double()
+    box = bulk("C", "diamond", a=3.6, cubic=True)
+    box.positions += rng.normal(0, 0.05, box.positions.shape)
+    structures = [molecule("CH3CONH2"), box, molecule("H2O")]
+    inputs = _inputs(structures, student.cutoff)
+    eval_outputs = student.eval()(*inputs)
+    train_outputs = student.train()(*inputs)
+    for a, b in zip(eval_outputs, train_outputs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_products_student_is_invariant_and_learns_through_forces(rng):
+    torch.manual_seed(0)
+    student = build_student("moment", species=[1, 6, 7, 8], channels=8, hidden=[16], products=12).double().train()
+    atoms = molecule("CH3CH2OH")
+    turned = atoms.copy()
+    turned.rotate(37, (1, 2, 3))
+    energy, forces, _ = student(*_inputs([atoms], student.cutoff))
+    energy_turned, forces_turned, _ = student(*_inputs([turned], student.cutoff))
+    torch.testing.assert_close(energy, energy_turned)
+    rotation = Rotation.from_rotvec(np.deg2rad(37) * np.array([1, 2, 3]) / np.linalg.norm([1, 2, 3])).as_matrix()
+    torch.testing.assert_close(forces_turned, forces @ torch.from_numpy(rotation).T)
+    forces.square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in student.mixes.parameters())

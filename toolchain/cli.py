@@ -39,13 +39,24 @@ def teachers():
 @app.command()
 def students():
     """List the student architectures with their default parameter counts (H, C, N, O)."""
-    from mlffc.students import STUDENTS, build_student
+    from mlffc.students import PRETRAINED, STUDENTS, build_student, load_student
 
     table = Table("name", "parameters (defaults, 4 species)", "description", title="students")
     for name, cls in STUDENTS.items():
         student = build_student(name, species=[1, 6, 7, 8])
         table.add_row(name, f"{sum(p.numel() for p in student.parameters()):,}", (cls.__doc__ or "").strip().splitlines()[0])
     out.print(table)
+    pretrained = Table("name", "architecture", "parameters", "teacher", "validation force MAE", title="pretrained (train --init NAME)")
+    for name in PRETRAINED:
+        try:
+            student, extra = load_student(name)
+        except MlffcError as error:
+            pretrained.add_row(name, "", "", "", f"[red]{error}[/]")
+            continue
+        val = extra.get("val", {})
+        pretrained.add_row(name, student.name, f"{sum(p.numel() for p in student.parameters()):,}",
+                           (extra.get("teacher") or {}).get("name", "?"), f"{val.get('force_mae', float('nan')):.4f} eV/Å")
+    out.print(pretrained)
 
 
 @app.command()
@@ -217,6 +228,8 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="run directory: checkpoint, history, loss curve"),
     epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
     seed: Optional[int] = typer.Option(None, help="override the config's seed"),
+    init: Optional[str] = typer.Option(None, help="start from this student checkpoint or bundled pretrained student "
+                                       "(mlffc students), e.g. ani1x-moment; generate the data with --unseen-by it"),
     restart: bool = typer.Option(False, help="start over instead of resuming the run in --out"),
 ):
     """Distil the labels in DATA into a student (resumes an interrupted run in --out).
@@ -226,7 +239,8 @@ def train(
     from mlffc.trainers import TrainConfig, train as run_train
 
     config = TrainConfig.from_file(config_path) if config_path else TrainConfig()
-    overrides = {k: v for k, v in {"data": str(data) if data else None, "epochs": epochs, "seed": seed}.items() if v is not None}
+    overrides = {k: v for k, v in {"data": str(data) if data else None, "epochs": epochs, "seed": seed, "init": init}.items()
+                 if v is not None}
     config = replace(config, **overrides)
     if not config.data:
         raise MlffcError("no training data: pass --data or set data in the config")

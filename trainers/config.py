@@ -35,7 +35,9 @@ class TrainConfig:
     stress_weight: float = 0.0  # on (stress component error)^2, (eV/Å^3)^2, frames with stress labels only
     hessian_weight: float = 0.0  # on (Hessian-vector product component error)^2, frames with Hessian labels only
     atomic_energy_weight: float = 0.0  # on (per-atom energy error)^2, eV^2, against the teacher's partition where labelled
-    init: str = ""  # a student checkpoint to start from: its architecture, size and scales win (`student` must be empty)
+    # a checkpoint to start from, or a bundled pretrained student's name (mlffc students): its
+    # architecture, size, reference energies and feature scales win (`student` must be empty)
+    init: str = ""
     grad_clip: float = 10.0
     ema_decay: float = 0.99  # exponential moving average of the weights: what is validated and saved
     early_stopping_patience: int = 0  # epochs without validation improvement before stopping; 0: never

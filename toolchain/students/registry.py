@@ -17,6 +17,23 @@ from mlffc.students.painn import PaiNNStudent
 STUDENTS: dict[str, type[Student]] = {cls.name: cls for cls in (BehlerParrinelloStudent, MomentStudent, PaiNNStudent)}
 
 
+# Pretrained students shipped in the package (students/pretrained/, recipe and errors in its README):
+# a starting point to specialise to a user's molecules in minutes (train --init NAME).
+PRETRAINED = {"ani1x-moment": "ani1x-moment.safetensors"}
+
+
+def checkpoint_path(spec: str | Path) -> Path:
+    """A checkpoint file: a bundled pretrained student's by name (PRETRAINED), or a path."""
+    if str(spec) in PRETRAINED:
+        from importlib import resources
+
+        path = Path(str(resources.files("mlffc.students") / "pretrained" / PRETRAINED[str(spec)]))
+        if not path.is_file():
+            raise MlffcError(f"the pretrained student '{spec}' is not in this installation ({path})")
+        return path
+    return Path(spec)
+
+
 def build_student(name: str, **config) -> Student:
     if name not in STUDENTS:
         raise MlffcError(f"unknown student architecture '{name}'; available: {', '.join(STUDENTS)}")
@@ -33,11 +50,12 @@ def save_student(student: Student, path: str | Path, extra: dict | None = None) 
 
 
 def load_student(path: str | Path) -> tuple[Student, dict]:
-    """The student (eval mode) and the extra metadata saved with it."""
+    """The student (eval mode) and the extra metadata saved with it; `path` may name a bundled
+    pretrained student (PRETRAINED)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
-    path = Path(path)
+    path = checkpoint_path(path)
     if not path.is_file():
         raise MlffcError(f"student checkpoint not found: {path}")
     try:
