@@ -352,12 +352,14 @@ def distill(
 def demo(
     workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
     fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
+    from_scratch: bool = typer.Option(False, help="train a new student instead of fine-tuning the bundled pretrained one"),
 ):
-    """The whole pipeline on the bundled ANI-1x teacher: generate, train, compile for cpu, check, report.
-    The report shows the check's verdict; `mlffc check` is the command that gates (exit 1)."""
+    """The whole pipeline on the bundled ANI-1x teacher: generate, train (fine-tune the bundled
+    pretrained student), compile for cpu, check, report. The report shows the check's verdict;
+    `mlffc check` is the command that gates (exit 1)."""
     from mlffc.demo import run_demo
 
-    run_demo(workdir, fresh)
+    run_demo(workdir, fresh, from_scratch)
 
 
 def _print_seed_problems(problems) -> None:
