@@ -216,11 +216,11 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 break
             record = _epoch_record(state, ema.module, val_set, scheduler, start_time, term_weights)
             if config.schedule == "plateau":
-                plateau.step(_score(record))
+                plateau.step(validation_score(record))
             state["history"].append(record)
             state["epoch"] += 1
             state["batches"] = None
-            improved = not state["best"] or _score(record) < _score(state["best"])
+            improved = not state["best"] or validation_score(record) < validation_score(state["best"])
             state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
             if improved:
                 state["best"] = record
@@ -267,7 +267,7 @@ def _epoch_record(state: dict, student: Student, val_set: GraphDataset, schedule
             "train_loss": float(loss), **{f"train_{t}": v for t, v in train_terms.items()}, **{f"val_{k}": v for k, v in metrics.items()}}
 
 
-def _score(record: dict) -> float:
+def validation_score(record: dict) -> float:
     """Model selection on validation: force MAE (eV/Å) plus energy MAE (eV/atom)."""
     return record["val_force_mae"] + record["val_energy_mae_per_atom"]
 

@@ -73,6 +73,7 @@ class DistillConfig:
     sampling: dict = field(default_factory=dict)  # SamplingConfig settings
     shards: int = 4  # the initial data as shard files (resumable; `workers` at once)
     workers: int = 2
+    train_processes: int = 1  # data-parallel training processes (torchrun, one thread each) when above 1
     train: dict = field(default_factory=dict)  # TrainConfig settings of the first training
     rounds: int = 2
     round: dict = field(default_factory=dict)  # RoundConfig settings
@@ -111,8 +112,9 @@ class DistillConfig:
                 raise MlffcError(f"unknown {name} settings: {', '.join(sorted(unknown))}")
         self.round_config()
         self.train_config("")
-        if self.rounds < 0 or self.shards < 1 or self.workers < 1:
-            raise MlffcError(f"rounds must be >= 0, shards and workers >= 1 (got {self.rounds}, {self.shards}, {self.workers})")
+        if self.rounds < 0 or self.shards < 1 or self.workers < 1 or self.train_processes < 1:
+            raise MlffcError(f"rounds must be >= 0, shards, workers and train_processes >= 1 (got {self.rounds}, "
+                             f"{self.shards}, {self.workers}, {self.train_processes})")
         if len(self.holdout) != 2 or not all(0 < h < 0.5 for h in self.holdout):
             raise MlffcError(f"holdout must be two fractions (val, test) in (0, 0.5), got {self.holdout}")
 
@@ -170,7 +172,7 @@ def run_distill(config: DistillConfig, workdir: Path, fresh: bool = False) -> di
     """The whole loop in `workdir` (resumes what is there unless `fresh`); returns the record."""
     from mlffc.data.shards import ShardJob, TeacherSpec, finished_shards, run_shards
     from mlffc.data.storage import read_dataset
-    from mlffc.trainers.distill import CHECKPOINT, train
+    from mlffc.trainers.distill import CHECKPOINT
 
     workdir = Path(workdir)
     data_dir, runs_dir = workdir / "data", workdir / "runs"
@@ -213,7 +215,7 @@ def run_distill(config: DistillConfig, workdir: Path, fresh: bool = False) -> di
             base, init=str(runs_dir / f"round-{number - 1:02d}" / CHECKPOINT), student={}, epochs=rounds.epochs,
             lr=base.lr * rounds.lr_factor, warmup_fraction=0.0, seed=base.seed + number)
         started = time.perf_counter()
-        student, result = train(train_config, run_dir)
+        student, result = train_in_processes(train_config, run_dir, config.train_processes)
         entry = _round_entry(number, student, read_dataset(data_dir), result, time.perf_counter() - started,
                              data_dir / f"round-{number:02d}.h5")
         record["rounds"] = [r for r in record["rounds"] if r["round"] != number] + [entry]
@@ -221,6 +223,32 @@ def run_distill(config: DistillConfig, workdir: Path, fresh: bool = False) -> di
     record["best"] = str(runs_dir / f"round-{config.rounds:02d}" / CHECKPOINT)
     write_json(record_path, record)
     return record
+
+
+def train_in_processes(config: TrainConfig, run_dir: Path, processes: int):
+    """train() in this process, or in `processes` data-parallel ones (torchrun, gloo, one thread
+    each: on a few cores, processes scale where intra-op threads on small tensors do not)."""
+    import os
+    import subprocess
+    import sys
+
+    from mlffc.students import load_student
+    from mlffc.trainers.distill import CHECKPOINT, train, validation_score
+
+    if processes == 1:
+        return train(config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "loop_train_config.yaml"
+    replace(config, threads=1).write(config_path)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", str(processes), "--master_port", str(29500 + os.getpid() % 1000),
+               "-m", "mlffc", "train", str(config_path), "--out", str(run_dir)]
+    finished = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if finished.returncode != 0:
+        raise MlffcError(f"data-parallel training in {run_dir} failed (exit {finished.returncode}); rerun to resume it")
+    history = json.loads((run_dir / "history.json").read_text())["history"]
+    best = min(history, key=validation_score)
+    return load_student(run_dir / CHECKPOINT)[0], {"history": history, "best": best}
 
 
 def cached_seeds(config: DistillConfig, elements, directory: Path) -> list[tuple[str, Atoms]]:
