@@ -34,7 +34,7 @@ def test_teachers_table_shows_every_model_and_its_capabilities():
 
 def test_unknown_seed_set_and_teacher(tmp_path):
     result = mlffc("generate", "--out", tmp_path / "d.h5", "--seeds", "liquids")
-    assert result.returncode == 2 and "unknown seed set 'liquids'" in result.stderr
+    assert result.returncode == 2 and "seeds 'liquids': neither a bundled set" in result.stderr
     result = mlffc("generate", "--out", tmp_path / "d.h5", "--teacher", "orb-v9")
     assert result.returncode == 2 and "unknown teacher 'orb-v9'" in result.stderr and "Traceback" not in result.stderr
 

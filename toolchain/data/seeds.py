@@ -227,7 +227,8 @@ def load_seeds(spec: str, elements: Iterable[str], on_problem: str = "skip", wor
         raise MlffcError(f"on_problem must be one of {', '.join(ON_PROBLEM)}, not {on_problem!r}")
     elements = set(elements)
     seeds, problems = [], []
-    for item in [part.strip() for part in spec.split(",") if part.strip()]:
+    owner: dict[str, int] = {}  # group -> the spec item that gave it (a set may give a group several cells)
+    for index, item in enumerate(part.strip() for part in spec.split(",") if part.strip()):
         name, _, count = item.partition(":")
         path = Path(item)
         if name in SEED_SETS:
@@ -237,12 +238,12 @@ def load_seeds(spec: str, elements: Iterable[str], on_problem: str = "skip", wor
         else:
             found, trouble = (smiles_seeds(path, elements, None, workers) if path.name.endswith(SMILES_SUFFIXES)
                               else structure_seeds(path, elements))
+        repeated = sorted({group for group, _ in found if owner.get(group, index) != index})
+        if repeated:
+            raise MlffcError(f"seed groups named twice (give entries distinct names): {', '.join(repeated[:5])}")
+        owner.update((group, index) for group, _ in found)
         seeds += found
         problems += trouble
-    names = [group for group, _ in seeds]
-    repeated = sorted({g for g in names if names.count(g) > 1}) if len(set(names)) < len(names) else []
-    if repeated:
-        raise MlffcError(f"seed groups named twice (give entries distinct names): {', '.join(repeated[:5])}")
     if problems and on_problem == "refuse":
         listed = "\n  ".join(map(str, problems[:20]))
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

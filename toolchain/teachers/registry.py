@@ -15,7 +15,7 @@ from mlffc.teachers.base import Capabilities, Teacher
 _BUNDLED = resources.files("mlffc.teachers") / "assets"
 FENNOL_PREFIX = "fennol:"
 ANI_ELEMENTS = "H C N O"
-ANI_CAPABILITIES = Capabilities(stress=True, periodic=True, uncertainty=True, hessian=True)
+ANI_CAPABILITIES = Capabilities(stress=True, periodic=True, uncertainty=True, hessian=True, atomic_energies=True)
 BUNDLED = {  # name: description; 8 FeNNol .fnx networks each, from FeNNol-PMC (MIT), converted from TorchANI
     "ani1x": "ANI-1x, 8-network ensemble, wB97X/6-31G(d); organic molecules",
     "ani1ccx": "ANI-1ccx, 8-network ensemble, CCSD(T)*/CBS by transfer learning from ANI-1x; organic molecules",
