@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mlffc.graph import Graph
+from mlffc.metrics import run_graphs, structure_atoms, worst_difference
 from mlffc.timing import median_ms
 
 Outputs = list[tuple[np.ndarray, np.ndarray]]  # per graph: energy [B], forces [N, 3]
@@ -27,20 +28,16 @@ class Calibration:
     _natoms: list[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._natoms = [torch.bincount(g.batch, minlength=g.num_structures).numpy().astype(np.float64) for g in self.graphs]
+        self._natoms = [structure_atoms(g) for g in self.graphs]
 
     def run(self, evaluate: Evaluate) -> Outputs:
-        results = []
-        for graph in self.graphs:
-            energy, forces, _ = evaluate(graph)
-            results.append((energy.detach().double().numpy(), forces.detach().double().numpy()))
-        return results
+        """Energy and forces of `evaluate` on every calibration graph, float64."""
+        return [(energy.astype(np.float64), forces.astype(np.float64)) for energy, forces, *_ in run_graphs(evaluate, self.graphs)]
 
-    def difference(self, outputs: Outputs, reference: Outputs) -> dict[str, float]:
-        """Worst |outputs - reference|: energy per atom (eV) and force component (eV/Å)."""
-        energy = max(float(np.abs((a[0] - b[0]) / n).max(initial=0)) for a, b, n in zip(outputs, reference, self._natoms))
-        forces = max(float(np.abs(a[1] - b[1]).max(initial=0)) for a, b in zip(outputs, reference))
-        return {"energy_per_atom": energy, "forces": forces}
+    def difference(self, outputs: Outputs, reference: Outputs, relative_forces: bool = False) -> dict[str, float]:
+        """Worst difference of outputs from reference (metrics.worst_difference): absolute, as
+        pass budgets are stated, unless relative_forces."""
+        return worst_difference(outputs, reference, self._natoms, relative_forces)
 
     def teacher_force_mae(self, outputs: Outputs) -> float | None:
         labelled = [(o, label) for o, label in zip(outputs, self.labels or ()) if label is not None]

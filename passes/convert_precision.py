@@ -2,8 +2,9 @@
 energy sum in fp64 or fp32.
 
 Needs: the energy graph (before differentiation, so the backward traced later by `differentiate`
-runs each layer in the same precision), after the fusion and quantization passes (it converts
-their ops too). After: each linear layer (mm/addmm, mlffc::species_linear, mlffc::linear_silu)
+runs each layer in the same precision), after fuse_radial_linear and fuse_linear_activation
+(it converts their ops too) and before quantize_weights (it converts float constant weights;
+int8 ones it would leave alone). After: each linear layer (mm/addmm, mlffc::species_linear, mlffc::linear_silu)
 whose precision (settings.layer_precision of its weight's name) is bf16 or fp16 takes its
 activation cast down, a stored low-precision copy of its weight and bias, and returns float32;
 edge geometry, radial bases, sums over neighbours and the energy stay float32. With
@@ -37,7 +38,7 @@ def _budget(settings) -> Budget:
     return BUDGETS[max([settings.precision, *settings.layers.values()], key=_ORDER.index)]
 
 
-@graph_pass(budget=_budget)
+@graph_pass(budget=_budget, after=("fuse_radial_linear", "fuse_linear_activation"), before=("quantize_weights",))
 def convert_precision(graph_module: GraphModule, settings) -> GraphModule:
     if "tf32" in (settings.precision, *settings.layers.values()) and settings.device != "cuda":
         raise MlffcError("tf32 is a CUDA matmul mode (Ampere and newer); on a CPU target use fp32, bf16 or fp16")

@@ -2,8 +2,10 @@
 
 A pass is a function `(graph_module, settings) -> graph_module` in its own file, named verb_noun,
 whose docstring says what it needs before it and guarantees after it. `@graph_pass` attaches the
-pass's error budget (checked on the calibration set by the pass manager) and whether the graph it
-produces calls the mlffc op library (only AOTInductor can run those).
+pass's error budget (checked on the calibration set by the pass manager), whether the graph it
+produces calls the mlffc op library (only AOTInductor can run those), and its place: the stage
+it runs in and the passes that must run before (`after`) or after it (`before`), which the pass
+manager's lists satisfy (tests/passes/test_manager.py checks them).
 """
 
 from __future__ import annotations
@@ -73,13 +75,22 @@ class PassSettings:
 Pass = Callable[[GraphModule, PassSettings], GraphModule]
 
 
-def graph_pass(budget: Budget | Callable[[PassSettings], Budget] = EXACT, custom_ops: bool = False):
-    """Mark a function as a pass: its default error budget (fixed, or a function of the settings)
-    and whether its output graph calls mlffc custom ops."""
+STAGES = ("energy", "joint")  # before differentiation, after it
+
+
+def graph_pass(budget: Budget | Callable[[PassSettings], Budget] = EXACT, custom_ops: bool = False,
+               stages: tuple[str, ...] = ("energy",), after: tuple[str, ...] = (), before: tuple[str, ...] = ()):
+    """Mark a function as a pass: its default error budget (fixed, or a function of the settings),
+    whether its output graph calls mlffc custom ops, the stages it may run in, and the names of
+    the passes that must run before it (`after`) and after it (`before`) when both run."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages {stages}: choose from {STAGES}")
 
     def mark(fn: Pass) -> Pass:
         fn.budget = budget
         fn.custom_ops = custom_ops
+        fn.stages, fn.after, fn.before = tuple(stages), tuple(after), tuple(before)
         return fn
 
     return mark

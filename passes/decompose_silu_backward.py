@@ -14,7 +14,7 @@ from torch.fx import GraphModule
 from mlffc.passes.core import EXACT, aten, finish, graph_pass, is_call
 
 
-@graph_pass(budget=EXACT)
+@graph_pass(budget=EXACT, stages=("joint",))
 def decompose_silu_backward(graph_module: GraphModule, settings) -> GraphModule:
     graph = graph_module.graph
     for node in list(graph.nodes):

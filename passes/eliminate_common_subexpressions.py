@@ -14,7 +14,7 @@ from torch.fx.node import map_arg
 from mlffc.passes.core import EXACT, graph_pass
 
 
-@graph_pass(budget=EXACT)
+@graph_pass(budget=EXACT, stages=("energy", "joint"))
 def eliminate_common_subexpressions(graph_module: GraphModule, settings) -> GraphModule:
     seen: dict[tuple, Node] = {}
     replaced: dict[Node, Node] = {}

@@ -1,7 +1,7 @@
 """fold_constants: evaluate what depends on constants only, once, at compile time.
 
-Needs: the energy graph (before differentiation), after the fusion passes (they match weights as
-`t(W)`, which folding turns into stored transposes). After: no node whose inputs are all constants
+Needs: the energy graph (before differentiation), after fuse_radial_linear and fuse_linear_activation
+(they match weights as `t(W)`, which folding turns into stored transposes). After: no node whose inputs are all constants
 (weight transposes, scaled buffers, ...): each is replaced by its value; and species lookups
 through constant tables are composed, `A[B[x]] -> (A[B])[x]` for constant A and integer B (e.g.
 one-hot(species index(Z)) and reference-energy(species index(Z)) become one lookup by atomic
@@ -19,7 +19,7 @@ from mlffc.passes.core import EXACT, add_constant, aten, constant, finish, graph
 _MAX_GROWTH = 4  # never fold into a constant much larger than its inputs (expand, repeat, outer products)
 
 
-@graph_pass(budget=EXACT)
+@graph_pass(budget=EXACT, after=("fuse_radial_linear", "fuse_linear_activation"))
 def fold_constants(graph_module: GraphModule, settings) -> GraphModule:
     graph = graph_module.graph
     for node in list(graph.nodes):

@@ -2,7 +2,8 @@
 layer, as one op mlffc::species_linear.
 
 Needs: the energy graph (before differentiation) with fake values on its nodes, the species
-one-hot still a lookup into a constant table. After: every `mm(view(x [E, B, 1] * onehot[s] [E, 1, S],
+one-hot still a lookup into a constant table (so before fold_constants, which composes such
+lookups). After: every `mm(view(x [E, B, 1] * onehot[s] [E, 1, S],
 [E, B*S]), W^T)` (or addmm with a bias) becomes species_linear(x, s, W') (+ bias) with
 W'[s, b, o] = W[o, b*S + s] computed once; the backward, traced later by `differentiate`, is
 mlffc::species_linear_backward. Each edge costs B*O multiply-adds instead of B*S*O, and the
@@ -21,7 +22,7 @@ from mlffc.passes.core import EXACT, add_constant, aten, constant, finish, graph
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
-@graph_pass(budget=EXACT, custom_ops=True)
+@graph_pass(budget=EXACT, custom_ops=True, before=("fold_constants",))
 def fuse_radial_linear(graph_module: GraphModule, settings) -> GraphModule:
     ops.load()
     graph = graph_module.graph

@@ -25,7 +25,7 @@ from mlffc.passes.core import EXACT, add_constant, aten, dtype, finish, graph_pa
 MAX_COLUMNS = 4096  # larger constant matrices would cost more than the broadcast they replace
 
 
-@graph_pass(budget=EXACT)
+@graph_pass(budget=EXACT, stages=("joint",))
 def lower_broadcasts_to_matmuls(graph_module: GraphModule, settings) -> GraphModule:
     graph = graph_module.graph
     for node in list(graph.nodes):

@@ -19,7 +19,7 @@ from torch.fx import GraphModule
 
 from mlffc.capture import differentiate, trace_energy
 from mlffc.errors import MlffcError
-from mlffc.graph import Graph
+from mlffc.graph import Graph, energy_forces_stress
 from mlffc.passes.calibration import Calibration
 from mlffc.passes.convert_precision import convert_precision
 from mlffc.passes.core import Pass, PassSettings, budget_of, copy_graph_module, finish
@@ -35,7 +35,6 @@ from mlffc.passes.quantize_weights import quantize_weights
 from mlffc.passes.remove_dead_code import remove_dead_code
 from mlffc.passes.remove_identity_ops import remove_identity_ops
 from mlffc.students import Student
-from mlffc.students.base import energy_forces_stress
 
 ENERGY_PASSES: tuple[Pass, ...] = (
     remove_identity_ops,
@@ -49,6 +48,23 @@ ENERGY_PASSES: tuple[Pass, ...] = (
 )
 JOINT_PASSES: tuple[Pass, ...] = (decompose_silu_backward, lower_broadcasts_to_matmuls, eliminate_common_subexpressions, remove_dead_code)
 PASSES: dict[str, Pass] = {p.__name__: p for p in (*ENERGY_PASSES, *JOINT_PASSES)}
+
+
+def ordering_violations(stages: dict[str, Sequence[Pass]] | None = None) -> list[str]:
+    """Where the stage lists (default: the manager's) break what a pass declares (`@graph_pass`):
+    a pass in a stage it does not run in, or after a pass it must precede; empty when none."""
+    stages = {"energy": ENERGY_PASSES, "joint": JOINT_PASSES} if stages is None else stages
+    order = [(stage, p.__name__) for stage, passes in stages.items() for p in passes]
+    position = {name: k for k, (_, name) in enumerate(order)}
+    problems = []
+    for stage, passes in stages.items():
+        for graph_pass in passes:
+            name = graph_pass.__name__
+            if stage not in graph_pass.stages:
+                problems.append(f"{name} is listed in the {stage} stage; it runs in {', '.join(graph_pass.stages)}")
+            problems += [f"{name} must run after {a}" for a in graph_pass.after if a in position and position[a] > position[name]]
+            problems += [f"{name} must run before {b}" for b in graph_pass.before if b in position and position[b] < position[name]]
+    return problems
 
 
 def check_pass_names(names: Sequence[str]) -> None:
@@ -104,11 +120,13 @@ def run_passes(graph_module: GraphModule, names: Sequence[str], settings: PassSe
 
 
 def optimize(student: Student, example: Graph, names: Sequence[str], settings: PassSettings,
-             calibration: Calibration | None = None) -> tuple[GraphModule, list[dict]]:
+             calibration: Calibration | None = None, reference=None) -> tuple[GraphModule, list[dict]]:
     """Trace the student's energy graph, run the energy passes, differentiate, run the joint
-    passes: the joint graph to export, and one record per pass (applied or rejected)."""
+    passes: the joint graph to export, and one record per pass (applied or rejected).
+    reference: the eager student's calibration outputs, when the caller has them already."""
     check_pass_names(names)
-    reference = calibration.run(lambda graph: student(*graph.inputs())) if calibration is not None else None
+    if calibration is not None and reference is None:
+        reference = calibration.run(lambda graph: student(*graph.inputs()))
     energy_graph = finish(trace_energy(student, example))
     energy_graph, energy_records = run_passes(energy_graph, names, settings, "energy", calibration, reference)
     joint = differentiate(energy_graph, example)

@@ -20,7 +20,7 @@ from mlffc.passes.core import Budget, add_constant, aten, constant, finish, grap
 BUDGET = Budget(energy_per_atom=5e-3, forces=0.1, teacher_force_mae=0.01)
 
 
-@graph_pass(budget=BUDGET)
+@graph_pass(budget=BUDGET, after=("fold_constants", "convert_precision"))
 def quantize_weights(graph_module: GraphModule, settings) -> GraphModule:
     graph = graph_module.graph
     for user, index, input_dim in weight_uses(graph_module):

@@ -13,7 +13,7 @@ from torch.fx import GraphModule
 from mlffc.passes.core import EXACT, graph_pass
 
 
-@graph_pass(budget=EXACT)
+@graph_pass(budget=EXACT, stages=("energy", "joint"))
 def remove_dead_code(graph_module: GraphModule, settings) -> GraphModule:
     graph_module.graph.eliminate_dead_code()
     graph_module.delete_all_unused_submodules()

@@ -1,5 +1,6 @@
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +11,13 @@ from ase import units
 
 from mlffc.check import Limits, check_artifact
 from mlffc.compiler import compile_student, plan, resolve_target
+from mlffc.data.loader import GraphDataset
+from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.graph import build_graph
 from mlffc.runtime import load
 from mlffc.students import build_student, save_student
+from mlffc.trainers.distill import predict
 
 pytestmark = pytest.mark.slow
 
@@ -31,21 +35,33 @@ def test_compiled_matches_eager(artifact, trained_run):
     np.testing.assert_allclose(compiled[1].numpy(), eager[1].detach().numpy(), rtol=0, atol=1e-4)
 
 
-def test_manifest_describes_the_artifact(artifact):
+def test_manifest_describes_the_artifact(artifact, trained_run, small_data):
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["target"]["name"] == "cpu" and manifest["backend"]["name"] == "aoti"
     assert manifest["built_on"]["torch"] == torch.__version__
     assert manifest["model"]["species"] == [1, 6, 7, 8]
     assert manifest["units"]["forces"] == "eV/Angstrom"
     assert manifest["accuracy"]["vs_eager"]["max_forces_error"] < 2e-3
-    assert manifest["accuracy"]["vs_teacher"]["force_mae"] > 0
-    assert manifest["speed"]["compiled_ms"] > 0 and manifest["speed"]["atoms"] == 300
+    # the reported teacher error is the eager student's own on the test split (compiled ~ eager)
+    test = read_dataset(small_data).split_named("test")
+    eager = predict(trained_run[1], GraphDataset(test, trained_run[1].cutoff))
+    eager_mae = float(np.abs(eager[1] - test.forces).mean())
+    assert manifest["accuracy"]["vs_teacher"]["force_mae"] == pytest.approx(eager_mae, abs=1e-3)
+    speed = manifest["speed"]
+    assert speed["atoms"] == 300 and speed["speedup_vs_eager"] == pytest.approx(speed["eager_ms"] / speed["compiled_ms"])
 
 
-def test_check_passes_within_limits(artifact, small_data):
-    report = check_artifact(artifact, small_data, Limits(force_mae=10.0, energy_mae_per_atom=10.0))
+def test_check_gates_at_its_limits(artifact, small_data):
+    """Limits just above the measured errors pass; each one just below fails, naming itself."""
+    measured = check_artifact(artifact, small_data, Limits())["vs_teacher"]
+    above = Limits(force_mae=measured["force_mae"] * 1.01, energy_mae_per_atom=measured["energy_mae_per_atom"] * 1.01)
+    report = check_artifact(artifact, small_data, above)
     assert report["passed"], report["failures"]
     assert report["vs_eager"]["forces"] < 2e-3
+    for name in ("force_mae", "energy_mae_per_atom"):
+        below = replace(above, **{name: measured[name] * 0.99})
+        failures = check_artifact(artifact, small_data, below)["failures"]
+        assert [f.split(" ")[0] for f in failures] == [name]
 
 
 def test_check_fails_on_a_bad_artifact(tmp_path, trained_run, small_data):

@@ -19,28 +19,10 @@ from torch.export import Dim, ExportedProgram
 from torch.fx import GraphModule
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from mlffc.graph import GRAPH_INPUTS, Graph, build_graph
+from mlffc.graph import GRAPH_INPUTS, SIGNATURE, SIZES, Graph, build_graph, edge_vectors, energy_forces_stress
 from mlffc.students import Student
-from mlffc.students.base import edge_vectors, energy_forces_stress
 
-OUTPUTS = ("energy", "forces", "stress")
 ENERGY_INPUTS = ("vectors", "species", "edge_index", "cell", "batch")
-# The joint graph's inputs and outputs: shapes in dynamic sizes (atoms, edges, structures), dtypes, units.
-SIGNATURE = {
-    "inputs": [
-        {"name": "positions", "shape": ["atoms", 3], "dtype": "float32", "unit": "Angstrom"},
-        {"name": "species", "shape": ["atoms"], "dtype": "int64", "unit": "atomic number"},
-        {"name": "edge_index", "shape": [2, "edges"], "dtype": "int64", "unit": "atom index (centre, neighbour)"},
-        {"name": "shifts", "shape": ["edges", 3], "dtype": "float32", "unit": "cell shifts (integers)"},
-        {"name": "cell", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "Angstrom"},
-        {"name": "batch", "shape": ["atoms"], "dtype": "int64", "unit": "structure index"},
-    ],
-    "outputs": [
-        {"name": "energy", "shape": ["structures"], "dtype": "float64", "unit": "eV"},
-        {"name": "forces", "shape": ["atoms", 3], "dtype": "float32", "unit": "eV/Angstrom"},
-        {"name": "stress", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "eV/Angstrom^3"},
-    ],
-}
 
 
 def example_graph(student: Student, sizes: tuple[int, ...] = (7, 11), seed: int = 0) -> Graph:
@@ -116,13 +98,6 @@ def _name_constants(graph_module: GraphModule, names: dict[int, str]) -> GraphMo
 
 def export(graph_module: GraphModule, example: Graph) -> ExportedProgram:
     """Export a joint graph with dynamic atom, edge and structure counts."""
-    atoms, edges, structures = Dim("atoms", min=1), Dim("edges", min=0), Dim("structures", min=1)
-    dynamic = {
-        "positions": {0: atoms},
-        "species": {0: atoms},
-        "edge_index": {1: edges},
-        "shifts": {0: edges},
-        "cell": {0: structures},
-        "batch": {0: atoms},
-    }
-    return torch.export.export(graph_module, example.inputs(), dynamic_shapes=tuple(dynamic[name] for name in GRAPH_INPUTS))
+    sizes = {name: Dim(name, min=low) for name, low in SIZES.items()}
+    dynamic = [{k: sizes[d] for k, d in enumerate(spec["shape"]) if isinstance(d, str)} for spec in SIGNATURE["inputs"]]
+    return torch.export.export(graph_module, example.inputs(), dynamic_shapes=tuple(dynamic))

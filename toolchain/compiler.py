@@ -22,19 +22,19 @@ import numpy as np
 import torch
 
 import mlffc
-from mlffc.capture import OUTPUTS, SIGNATURE, example_graph, export
+from mlffc.capture import example_graph, export
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
-from mlffc.graph import GRAPH_INPUTS, build_graph
+from mlffc.graph import BATCH_ATOMS, GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, build_graph
 from mlffc.io import atomic_directory, write_json
-from mlffc.metrics import error_metrics
+from mlffc.metrics import error_metrics, frame_graphs, predict
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, optimize
 from mlffc.passes.core import EXACT, PRECISIONS
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
-from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, host_description, sha256_file
+from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description, sha256_file
 from mlffc.runtime.model import CompiledModel, load
 from mlffc.students import Student, load_student
 from mlffc.targets import Target, get_target
@@ -42,10 +42,9 @@ from mlffc.targets.backends import BACKENDS, Payload, get_backend
 from mlffc.timing import median_ms
 from mlffc.units import UNITS
 
-STUDENT_FILE = "student.safetensors"
 # Compiled-vs-eager tolerance of lowering alone (reordered fp32 arithmetic): max |dE| per atom (eV)
-# and max |dF| (eV/Å, relative above 1 eV/Å), raised to twice the student's own float32 rounding
-# where that is larger; lossy passes add their budgets to it (`acceptance_tolerance`).
+# and max |dF| (eV/Å, relative above metrics.FORCE_SCALE), raised to twice the student's own
+# float32 rounding where that is larger; lossy passes add their budgets to it (`acceptance_tolerance`).
 TOLERANCE = {"energy_per_atom": 1e-4, "forces": 2e-3}
 SPEED_SYSTEM = ("H2O", 100)  # ~300-atom water cluster
 
@@ -119,8 +118,9 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     example = example_graph(student)
     calibration = calibration_set(student, dataset.split_named("val") if dataset else None)
     started = time.perf_counter()
+    eager = calibration.run(lambda graph: student(*graph.inputs()))  # once: passes and acceptance compare with it
     with console.status(f"compiling for {target.name} with {backend.name}"):
-        graph_module, records = optimize(student, example, target.passes, pass_settings(target), calibration)
+        graph_module, records = optimize(student, example, target.passes, pass_settings(target), calibration, eager)
         for record in records:
             if not record["applied"]:
                 console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
@@ -131,9 +131,8 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             manifest = _manifest(student, meta, target, backend, payload, records, tmp)
             write_json(tmp / MANIFEST, manifest)
             compiled = load(tmp)
-            eager = [student(*g.inputs())[:2] for g in calibration.graphs]  # once, for both comparisons
-            rounding = float32_rounding(student, calibration.graphs, eager)
-            manifest["accuracy"] = {"vs_eager": {**acceptance(compiled, eager, calibration.graphs, acceptance_tolerance(records, rounding)),
+            rounding = float32_rounding(student, calibration, eager)
+            manifest["accuracy"] = {"vs_eager": {**acceptance(compiled, calibration, eager, acceptance_tolerance(records, rounding)),
                                                  "float32_rounding": rounding}}
             if frames is not None and len(frames):
                 manifest["accuracy"]["vs_teacher"] = {"split": "test", "frames": len(frames), **evaluate_compiled(compiled, frames)}
@@ -149,7 +148,7 @@ def calibration_set(student: Student, frames) -> Calibration:
     graphs, labels = [example_graph(student, sizes=(3, 17, 5), seed=1)], [None]
     if frames is not None and len(frames):
         dataset = GraphDataset(frames, student.cutoff)
-        batches = [dataset.batch(indices) for indices in dataset.batches(4096)]
+        batches = [dataset.batch(indices) for indices in dataset.batches(BATCH_ATOMS)]
         graphs += [b.graph for b in batches]
         labels += [(b.energy.numpy(), b.forces.double().numpy()) for b in batches]
     return Calibration(graphs, labels, timing=build_graph([speed_system()], student.cutoff))
@@ -157,7 +156,9 @@ def calibration_set(student: Student, frames) -> Calibration:
 
 def acceptance_tolerance(records: list[dict], rounding: dict[str, float]) -> dict[str, float]:
     """Lowering's own tolerance (at least twice the student's float32 rounding) plus the budgets
-    of the applied passes that change results."""
+    of the applied passes that change results. Budgets are absolute (eV/Å) and the acceptance
+    measure is relative above FORCE_SCALE; |dF| / max(1, |F|) <= |dF|, so an absolute budget bounds
+    the relative measure too, and the sum bounds the compiled-vs-eager difference."""
     lossy = [r["budget"] for r in records if r["applied"] and r.get("budget") not in (None, vars(EXACT))]
     return {k: max(TOLERANCE[k], 2 * rounding[k]) + sum(b[k] for b in lossy) for k in TOLERANCE}
 
@@ -194,65 +195,34 @@ def _manifest(student: Student, meta: dict, target: Target, backend, payload: Pa
         },
         "units": UNITS,
         "inputs": list(GRAPH_INPUTS),
-        "outputs": list(OUTPUTS),
+        "outputs": list(GRAPH_OUTPUTS),
         "signature": SIGNATURE,
         "capabilities": {"periodic": True, "stress": True},
     }
 
 
-def compare_with_eager(compiled: CompiledModel, student: Student, graphs) -> dict[str, float]:
-    """Worst compiled-vs-eager difference over the graphs (see worst_difference)."""
-    return worst_difference(((compiled.run(g)[:2], student(*g.inputs())[:2], g) for g in graphs))
-
-
-def float32_rounding(student: Student, graphs, eager: list) -> dict[str, float]:
-    """Worst difference of the eager student's float32 outputs on the graphs (`eager`) from the
-    student in float64: the rounding floor under any float32 lowering (larger for deeper
-    message passing)."""
+def float32_rounding(student: Student, calibration: Calibration, eager: list) -> dict[str, float]:
+    """Worst difference of the eager student's float32 outputs on the calibration graphs
+    (`eager`) from the student in float64: the rounding floor under any float32 lowering (larger
+    for deeper message passing)."""
     reference = copy.deepcopy(student).double()
 
     def in_float64(graph):
-        return tuple(x.double() if x.is_floating_point() else x for x in graph.inputs())
+        return reference(*(x.double() if x.is_floating_point() else x for x in graph.inputs()))
 
-    return worst_difference(((outputs, reference(*in_float64(g))[:2], g) for outputs, g in zip(eager, graphs)))
-
-
-def worst_difference(results) -> dict[str, float]:
-    """Over (energy, forces), (reference energy, reference forces), graph triples: worst |dE| per
-    atom (eV), and for force components |dF| / max(1, |F| / 1 eV/Å): absolute (eV/Å) below
-    1 eV/Å, relative above, since float32 rounding grows with the force."""
-    worst = {"energy_per_atom": 0.0, "forces": 0.0}
-    for (energy, forces), (energy_ref, forces_ref), graph in results:
-        energy, forces = energy.detach().cpu().double(), forces.detach().cpu().double()
-        energy_ref, forces_ref = energy_ref.detach().double(), forces_ref.detach().double()
-        natoms = torch.bincount(graph.batch, minlength=graph.num_structures).to(torch.float64)
-        worst["energy_per_atom"] = max(worst["energy_per_atom"], float(((energy - energy_ref) / natoms).abs().max()))
-        scaled = (forces - forces_ref).abs() / forces_ref.abs().clamp(min=1.0)
-        worst["forces"] = max(worst["forces"], float(scaled.max()))
-    return worst
+    return calibration.difference(eager, calibration.run(in_float64), relative_forces=True)
 
 
-def frame_graphs(frames, cutoff: float, max_atoms: int = 4096):
-    dataset = GraphDataset(frames, cutoff)
-    return [dataset.batch(indices).graph for indices in dataset.batches(max_atoms)]
-
-
-def acceptance(compiled: CompiledModel, eager: list, graphs, tolerance: dict) -> dict:
+def acceptance(compiled: CompiledModel, calibration: Calibration, eager: list, tolerance: dict) -> dict:
     """Compiled vs the eager outputs on the calibration graphs; refuse beyond tolerance."""
-    worst = worst_difference(((compiled.run(g)[:2], outputs, g) for outputs, g in zip(eager, graphs)))
-    if any(worst[k] > tolerance[k] for k in worst):
+    worst = calibration.difference(calibration.run(compiled.run), eager, relative_forces=True)
+    if not all(worst[k] <= tolerance[k] for k in worst):
         raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
 
 
-def predict_compiled(compiled: CompiledModel, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Compiled predictions in frame order: energy [B], forces [N, 3], stress [B, 3, 3]."""
-    outputs = [compiled.run(graph) for graph in frame_graphs(frames, compiled.cutoff)]
-    return tuple(np.concatenate([o[k].cpu().numpy() for o in outputs]) for k in range(3))
-
-
 def evaluate_compiled(compiled: CompiledModel, frames) -> dict:
-    energy, forces, _ = predict_compiled(compiled, frames)
+    energy, forces, _ = predict(compiled.run, frame_graphs(GraphDataset(frames, compiled.cutoff)))
     return error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
 
 

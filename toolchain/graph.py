@@ -20,7 +20,26 @@ import torch
 from ase import Atoms
 from vesin import NeighborList
 
-GRAPH_INPUTS = ("positions", "species", "edge_index", "shifts", "cell", "batch")
+BATCH_ATOMS = 4096  # atoms per evaluation batch: memory stays small on a CPU while batches amortise the calls
+# The joint graph's inputs and outputs: shapes in dynamic sizes (atoms, edges, structures), dtypes, units.
+SIGNATURE = {
+    "inputs": [
+        {"name": "positions", "shape": ["atoms", 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "species", "shape": ["atoms"], "dtype": "int64", "unit": "atomic number"},
+        {"name": "edge_index", "shape": [2, "edges"], "dtype": "int64", "unit": "atom index (centre, neighbour)"},
+        {"name": "shifts", "shape": ["edges", 3], "dtype": "float32", "unit": "cell shifts (integers)"},
+        {"name": "cell", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "Angstrom"},
+        {"name": "batch", "shape": ["atoms"], "dtype": "int64", "unit": "structure index"},
+    ],
+    "outputs": [
+        {"name": "energy", "shape": ["structures"], "dtype": "float64", "unit": "eV"},
+        {"name": "forces", "shape": ["atoms", 3], "dtype": "float32", "unit": "eV/Angstrom"},
+        {"name": "stress", "shape": ["structures", 3, 3], "dtype": "float32", "unit": "eV/Angstrom^3"},
+    ],
+}
+GRAPH_INPUTS = tuple(spec["name"] for spec in SIGNATURE["inputs"])
+GRAPH_OUTPUTS = tuple(spec["name"] for spec in SIGNATURE["outputs"])
+SIZES = {"atoms": 1, "edges": 0, "structures": 1}  # the signature's dynamic sizes and their least values
 
 
 @dataclass
@@ -70,3 +89,31 @@ def build_graph(structures: Sequence[Atoms], cutoff: float) -> Graph:
         cell=torch.from_numpy(np.stack(cells).astype(np.float32)),
         batch=torch.from_numpy(np.repeat(np.arange(len(structures), dtype=np.int64), natoms)),
     )
+
+
+def edge_vectors(positions, edge_index, shifts, cell, batch) -> torch.Tensor:
+    """r_ij = x_j - x_i + S_ij @ cell [E, 3]."""
+    i, j = edge_index[0], edge_index[1]
+    offsets = torch.bmm(shifts.unsqueeze(1), cell[batch[i]]).squeeze(1)
+    return positions[j] - positions[i] + offsets
+
+
+def energy_forces_stress(energy_fn, positions, species, edge_index, shifts, cell, batch, create_graph: bool = False):
+    """Energy, forces and stress from an energy function of edge vectors: forces and the virial
+    both come from dE/dr_ij (one autograd pass), sigma = (1/V) sum_ij r_ij (x) dE/dr_ij.
+    `energy_fn(vectors, species, edge_index, cell, batch)` is a student's `energy` or its
+    captured (and transformed) graph."""
+    i, j = edge_index[0], edge_index[1]
+    vectors = edge_vectors(positions, edge_index, shifts, cell, batch)
+    if not vectors.requires_grad:
+        vectors.requires_grad_(True)
+    energy = energy_fn(vectors, species, edge_index, cell, batch)
+    (dE_dr,) = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
+    forces = torch.zeros_like(positions).index_add(0, i, dE_dr).index_add(0, j, -dE_dr)
+    edge_virial = (dE_dr.unsqueeze(2) * vectors.unsqueeze(1)).reshape(-1, 9)
+    virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
+    virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
+    volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
+    periodic = (volume > 0).reshape(-1, 1, 1)
+    stress = torch.where(periodic, virial / torch.where(periodic, volume.reshape(-1, 1, 1), 1.0), 0.0)
+    return energy, forces, stress

@@ -1,8 +1,67 @@
-"""Error metrics against reference labels, in eV and eV/Å (energies per atom)."""
+"""Accuracy, in one place: error metrics against reference labels, the worst difference between
+two models' outputs, and batched predictions over frames; eV and eV/Å (energies per atom).
+Every comparison lets NaN through (a NaN output is a difference, never a pass)."""
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
+
+from mlffc.graph import BATCH_ATOMS, Graph
+
+# Forces differences are absolute (eV/Å) below FORCE_SCALE and relative above it when compared
+# with relative_forces: float32 rounding grows with the force, so a fixed absolute tolerance
+# would fail a correct lowering on stiff structures.
+FORCE_SCALE = 1.0  # eV/Å
+
+Outputs = Sequence[tuple]  # per batch: energy [B], forces [N, 3] (and optionally stress), arrays or tensors
+Evaluate = Callable[[Graph], tuple]
+
+
+def structure_atoms(graph: Graph) -> np.ndarray:
+    """Atoms of each structure of a batched graph, float64 [B]."""
+    return np.bincount(_numpy(graph.batch).astype(np.int64), minlength=graph.num_structures).astype(np.float64)
+
+
+def worst_difference(outputs: Outputs, reference: Outputs, natoms: Sequence[np.ndarray],
+                     relative_forces: bool = False) -> dict[str, float]:
+    """Worst difference over batches of (energy [B], forces [N, 3]) against the reference's:
+    energy_per_atom, max |dE| / atoms (eV); forces, max |dF| per component (eV/Å), or with
+    relative_forces |dF| / max(1, |F_ref| / FORCE_SCALE) (absolute below FORCE_SCALE, relative above)."""
+    energy, forces = [np.zeros(0)], [np.zeros(0)]
+    for out, ref, n in zip(outputs, reference, natoms, strict=True):
+        energy.append(np.abs((_numpy(out[0]) - _numpy(ref[0])) / n).ravel())
+        difference = np.abs(_numpy(out[1]) - _numpy(ref[1]))
+        if relative_forces:
+            difference = difference / np.maximum(np.abs(_numpy(ref[1])) / FORCE_SCALE, 1.0)
+        forces.append(difference.ravel())
+    return {"energy_per_atom": float(np.concatenate(energy).max(initial=0.0)),
+            "forces": float(np.concatenate(forces).max(initial=0.0))}
+
+
+def frame_graphs(dataset, max_atoms: int = BATCH_ATOMS) -> list[Graph]:
+    """The batched graphs of a GraphDataset, in frame order, up to `max_atoms` atoms each."""
+    return [dataset.batch(indices).graph for indices in dataset.batches(max_atoms)]
+
+
+def run_graphs(evaluate: Evaluate, graphs: Sequence[Graph]) -> list[tuple[np.ndarray, ...]]:
+    """`evaluate` (a graph -> energy, forces, stress) on each graph, as numpy arrays."""
+    return [tuple(_numpy(t) for t in evaluate(graph)) for graph in graphs]
+
+
+def concatenate(outputs: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Per-batch outputs joined in frame order: energy [B], forces [N, 3], stress [B, 3, 3]."""
+    return tuple(np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0])))
+
+
+def predict(evaluate: Evaluate, graphs: Sequence[Graph]) -> tuple[np.ndarray, ...]:
+    """Predictions over batched frame graphs, in frame order (see concatenate)."""
+    return concatenate(run_graphs(evaluate, graphs))
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def error_metrics(

@@ -23,6 +23,7 @@ from mlffc.data.loader import BatchOrder, GraphDataset, batch_loader
 from mlffc.data.storage import Frames, read_dataset
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path, write_json
+from mlffc import metrics
 from mlffc.metrics import error_metrics
 from mlffc.plots import parity_figure, save_figure
 from mlffc.progress import progress_bar
@@ -47,16 +48,10 @@ def fit_energy_reference(frames: Frames, species: list[int]) -> tuple[np.ndarray
     return reference, float(np.sqrt(np.mean(frames.forces**2)))
 
 
-def predict(student: Student, dataset: GraphDataset, max_atoms: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(student: Student, dataset: GraphDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eager predictions (energy [B], forces [N, 3], stress [B, 3, 3]) in dataset order."""
     student.eval()
-    energies, forces, stresses = [], [], []
-    for indices in dataset.batches(max_atoms):
-        energy, force, stress = student(*dataset.batch(indices).graph.inputs())
-        energies.append(energy.detach().numpy())
-        forces.append(force.detach().numpy())
-        stresses.append(stress.detach().numpy())
-    return np.concatenate(energies), np.concatenate(forces), np.concatenate(stresses)
+    return metrics.predict(lambda graph: student(*graph.inputs()), metrics.frame_graphs(dataset))
 
 
 def predict_frames(student: Student, frames: Frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.export import ExportedProgram
 
-from mlffc.capture import OUTPUTS
+from mlffc.graph import GRAPH_OUTPUTS
 from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS
 from mlffc.targets.backends.base import Backend, Payload
@@ -36,7 +36,7 @@ class OnnxRuntime(Backend):
         path = out_dir / PAYLOAD
         try:
             program = torch.onnx.export(exported, (), dynamo=True, opset_version=OPSET, input_names=list(GRAPH_INPUTS),
-                                        output_names=list(OUTPUTS), external_data=False, verbose=False)
+                                        output_names=list(GRAPH_OUTPUTS), external_data=False, verbose=False)
         except Exception as exc:  # the exporter raises many types; name the step that failed
             raise MlffcError(f"ONNX export of the joint graph failed: {exc}") from exc
         program.save(str(path), external_data=False)  # into the compiler's temporary artifact directory

@@ -14,6 +14,7 @@ import torch
 from torch.export import ExportedProgram
 
 from mlffc.errors import MlffcError
+from mlffc.graph import SIGNATURE
 from mlffc.targets.backends.base import Backend, Payload
 
 PAYLOAD = "model.ep"
@@ -46,15 +47,8 @@ class TensorRT(Backend):
         return Payload(path, facts={"shape_ranges": ranges})
 
 
-# per graph input: (shape in named sizes, dtype)
-_INPUT_SPECS = [
-    (("atoms", 3), torch.float32),
-    (("atoms",), torch.int64),
-    ((2, "edges"), torch.int64),
-    (("edges", 3), torch.float32),
-    (("structures", 3, 3), torch.float32),
-    (("atoms",), torch.int64),
-]
+# per graph input: (shape in named sizes, dtype), from the one signature
+_INPUT_SPECS = [(tuple(spec["shape"]), getattr(torch, spec["dtype"])) for spec in SIGNATURE["inputs"]]
 
 
 def _shape(dims, ranges, which: int) -> list[int]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mlffc.capture import differentiate, example_graph
+from mlffc.graph import energy_forces_stress
+from mlffc.metrics import structure_atoms, worst_difference
 from mlffc.passes.core import copy_graph_module
-from mlffc.students.base import energy_forces_stress
 
 
 def fresh(graph_module):
@@ -12,16 +13,15 @@ def fresh(graph_module):
 
 
 def outputs(energy_graph, graphs):
-    return [tuple(t.detach().double() for t in energy_forces_stress(energy_graph, *g.inputs())) for g in graphs]
+    """Per graph: energy, forces, stress (float64) and the atoms of each structure."""
+    return [(*(t.detach().double() for t in energy_forces_stress(energy_graph, *g.inputs())), structure_atoms(g)) for g in graphs]
 
 
 def max_difference(a, b) -> dict[str, float]:
-    """Worst |a - b| over the batches: energy per atom (eV), forces and stress components."""
-    worst = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
-    for x, y in zip(a, b):
-        worst["energy"] = max(worst["energy"], float((x[0] - y[0]).abs().max() / x[1].shape[0]))
-        worst["forces"] = max(worst["forces"], float((x[1] - y[1]).abs().max()))
-        worst["stress"] = max(worst["stress"], float((x[2] - y[2]).abs().max()))
+    """Worst absolute difference over the batches (metrics.worst_difference: energy per atom of
+    each structure, eV; force components, eV/Å), and of stress components (eV/Å³)."""
+    worst = worst_difference(a, b, [x[3] for x in a])
+    worst["stress"] = max((float((x[2] - y[2]).abs().max()) for x, y in zip(a, b)), default=0.0)
     return worst
 
 

@@ -21,7 +21,7 @@ def test_linear_layers_run_low_with_bounded_error(moment_energy, batches, precis
     assert all(r[0].dtype == torch.float64 for r in result)  # the energy output stays float64
     difference = max_difference(result, outputs(moment_energy, batches))
     assert 0 < difference["forces"] < BUDGETS[precision].forces
-    assert difference["energy"] < BUDGETS[precision].energy_per_atom
+    assert difference["energy_per_atom"] < BUDGETS[precision].energy_per_atom
 
 
 def test_per_layer_override_keeps_a_layer_in_fp32(moment_energy):
@@ -35,7 +35,7 @@ def test_fp32_accumulation(moment_energy, batches):
     float64 = [n for n in after.graph.nodes if n.op == "call_function" and getattr(n.meta["val"], "dtype", None) == torch.float64]
     assert len(float64) == 1  # only the final cast of the energy
     difference = max_difference(outputs(after, batches), outputs(moment_energy, batches))
-    assert difference["energy"] < 1e-5 and difference["forces"] < 1e-6
+    assert difference["energy_per_atom"] < 1e-5 and difference["forces"] < 1e-6
 
 
 def test_tf32_needs_cuda(moment_energy):

@@ -7,6 +7,7 @@ from passcheck import targets
 from mlffc.capture import example_graph
 from mlffc.errors import MlffcError
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, PASSES, Budget, Calibration, PassSettings, optimize
+from mlffc.passes.manager import ordering_violations
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,23 @@ def test_every_pass_is_listed_once_with_a_budget_and_a_contract():
         assert "_" in graph_pass.__name__ and hasattr(graph_pass, "budget")
         doc = __import__(graph_pass.__module__, fromlist=["_"]).__doc__
         assert "Needs:" in doc and "After:" in doc, graph_pass.__name__
+
+
+def test_the_managers_order_satisfies_every_declared_constraint():
+    assert ordering_violations() == []
+    for graph_pass in PASSES.values():
+        doc = __import__(graph_pass.__module__, fromlist=["_"]).__doc__
+        for other in (*graph_pass.after, *graph_pass.before):
+            assert other in PASSES and other in doc, (graph_pass.__name__, other)  # the prose names each constraint
+
+
+def test_an_order_breaking_a_constraint_is_reported():
+    convert, quantize = PASSES["convert_precision"], PASSES["quantize_weights"]
+    swapped = {"energy": [quantize, convert], "joint": [PASSES["remove_dead_code"], PASSES["decompose_silu_backward"]]}
+    assert ordering_violations(swapped) == ["quantize_weights must run after convert_precision",
+                                            "convert_precision must run before quantize_weights"]
+    assert ordering_violations({"joint": [PASSES["fold_constants"]]}) == [
+        "fold_constants is listed in the joint stage; it runs in energy"]
 
 
 def test_passes_run_in_the_managers_order_and_are_recorded(moment, calibration):

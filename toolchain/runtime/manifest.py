@@ -17,6 +17,7 @@ import torch
 from mlffc.errors import MlffcError
 
 MANIFEST = "manifest.json"
+STUDENT_FILE = "student.safetensors"  # the eager student an artifact was compiled from, beside its payload
 SCHEMA_VERSION = 2  # 2: passes with measured effects, backend versions and libraries, device, signature
 _CPU_LEVELS = ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
 

@@ -1,5 +1,6 @@
 """What every student shares: the species table, per-species reference energies, energy
-accumulation in float64, and one autograd path for forces and stress.
+accumulation in float64, and one autograd path for forces and stress (mlffc.graph.energy_forces_stress,
+which the compiler traces too).
 
 A student implements `atomic_energies(vectors, species_index, edge_index)`; energies depend on
 positions only through edge vectors r_ij, so forces and the virial both come from dE/dr_ij.
@@ -11,6 +12,8 @@ from abc import abstractmethod
 
 import torch
 from torch import nn
+
+from mlffc.graph import energy_forces_stress
 
 MAX_Z = 119
 
@@ -70,34 +73,6 @@ class Student(nn.Module):
 
         outputs = energy_forces_stress(energy, positions, species, edge_index, shifts, cell, batch, create_graph=self.training)
         return (*outputs, kept["atomic"])
-
-
-def edge_vectors(positions, edge_index, shifts, cell, batch) -> torch.Tensor:
-    """r_ij = x_j - x_i + S_ij @ cell [E, 3]."""
-    i, j = edge_index[0], edge_index[1]
-    offsets = torch.bmm(shifts.unsqueeze(1), cell[batch[i]]).squeeze(1)
-    return positions[j] - positions[i] + offsets
-
-
-def energy_forces_stress(energy_fn, positions, species, edge_index, shifts, cell, batch, create_graph: bool = False):
-    """Energy, forces and stress from an energy function of edge vectors: forces and the virial
-    both come from dE/dr_ij (one autograd pass), sigma = (1/V) sum_ij r_ij (x) dE/dr_ij.
-    `energy_fn(vectors, species, edge_index, cell, batch)` is a student's `energy` or its
-    captured (and transformed) graph."""
-    i, j = edge_index[0], edge_index[1]
-    vectors = edge_vectors(positions, edge_index, shifts, cell, batch)
-    if not vectors.requires_grad:
-        vectors.requires_grad_(True)
-    energy = energy_fn(vectors, species, edge_index, cell, batch)
-    (dE_dr,) = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
-    forces = torch.zeros_like(positions).index_add(0, i, dE_dr).index_add(0, j, -dE_dr)
-    edge_virial = (dE_dr.unsqueeze(2) * vectors.unsqueeze(1)).reshape(-1, 9)
-    virial = torch.zeros(cell.shape[0], 9, dtype=positions.dtype, device=positions.device)
-    virial = virial.index_add(0, batch[i], edge_virial).reshape(-1, 3, 3)
-    volume = torch.linalg.cross(cell[:, 0], cell[:, 1], dim=-1).mul(cell[:, 2]).sum(-1).abs()
-    periodic = (volume > 0).reshape(-1, 1, 1)
-    stress = torch.where(periodic, virial / torch.where(periodic, volume.reshape(-1, 1, 1), 1.0), 0.0)
-    return energy, forces, stress
 
 
 class PolynomialCutoff(nn.Module):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import SYMMETRIC_WEIGHTS, PolynomialCutoff, Student, edge_vectors, mlp
+from mlffc.graph import edge_vectors
+from mlffc.students.base import SYMMETRIC_WEIGHTS, PolynomialCutoff, Student, mlp
 
 
 class BehlerParrinelloStudent(Student):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlffc.students.base import SYMMETRIC_WEIGHTS, BesselBasis, PolynomialCutoff, Student, edge_vectors, mlp, symmetric_outer
+from mlffc.graph import edge_vectors
+from mlffc.students.base import SYMMETRIC_WEIGHTS, BesselBasis, PolynomialCutoff, Student, mlp, symmetric_outer
 
 
 class MomentStudent(Student):
