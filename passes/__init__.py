@@ -8,6 +8,6 @@ checked against its error budget on a calibration set.
 
 from mlffc.passes.calibration import Calibration
 from mlffc.passes.core import Budget, PassSettings
-from mlffc.passes.manager import ENERGY_PASSES, JOINT_PASSES, PASSES, needs_custom_ops, optimize, run_passes
+from mlffc.passes.manager import ENERGY_PASSES, JOINT_PASSES, PASSES, needs_custom_ops, run_passes
 
-__all__ = ["Budget", "Calibration", "ENERGY_PASSES", "JOINT_PASSES", "PASSES", "PassSettings", "needs_custom_ops", "optimize", "run_passes"]
+__all__ = ["Budget", "Calibration", "ENERGY_PASSES", "JOINT_PASSES", "PASSES", "PassSettings", "needs_custom_ops", "run_passes"]

@@ -1,4 +1,5 @@
-"""The pass manager: the ordered pass lists and the checked run over a student's graphs.
+"""The pass manager: the ordered pass lists and the checked run of a stage's passes over a graph
+(the compiler traces and differentiates the student around the two stages: compiler.optimize).
 
 Passes run in two stages (as torch-tensorrt's pre- and post-lowering lists): ENERGY_PASSES rewrite
 the energy graph before it is differentiated, so fused ops contribute their own backward ops and
@@ -17,12 +18,11 @@ from typing import Sequence
 
 from torch.fx import GraphModule
 
-from mlffc.capture import differentiate, trace_energy
 from mlffc.errors import MlffcError
-from mlffc.graph import Graph, energy_forces_stress
+from mlffc.graph import energy_forces_stress
 from mlffc.passes.calibration import Calibration
 from mlffc.passes.convert_precision import convert_precision
-from mlffc.passes.core import Pass, PassSettings, budget_of, copy_graph_module, finish
+from mlffc.passes.core import Pass, PassSettings, budget_of, copy_graph_module
 from mlffc.passes.decompose_silu_backward import decompose_silu_backward
 from mlffc.passes.decompose_small_matmuls import decompose_small_matmuls
 from mlffc.passes.eliminate_common_subexpressions import eliminate_common_subexpressions
@@ -34,7 +34,6 @@ from mlffc.passes.lower_broadcasts_to_matmuls import lower_broadcasts_to_matmuls
 from mlffc.passes.quantize_weights import quantize_weights
 from mlffc.passes.remove_dead_code import remove_dead_code
 from mlffc.passes.remove_identity_ops import remove_identity_ops
-from mlffc.students import Student
 
 ENERGY_PASSES: tuple[Pass, ...] = (
     remove_identity_ops,
@@ -117,21 +116,6 @@ def run_passes(graph_module: GraphModule, names: Sequence[str], settings: PassSe
         graph_module = candidate
         records.append(record)
     return graph_module, records
-
-
-def optimize(student: Student, example: Graph, names: Sequence[str], settings: PassSettings,
-             calibration: Calibration | None = None, reference=None) -> tuple[GraphModule, list[dict]]:
-    """Trace the student's energy graph, run the energy passes, differentiate, run the joint
-    passes: the joint graph to export, and one record per pass (applied or rejected).
-    reference: the eager student's calibration outputs, when the caller has them already."""
-    check_pass_names(names)
-    if calibration is not None and reference is None:
-        reference = calibration.run(lambda graph: student(*graph.inputs()))
-    energy_graph = finish(trace_energy(student, example))
-    energy_graph, energy_records = run_passes(energy_graph, names, settings, "energy", calibration, reference)
-    joint = differentiate(energy_graph, example)
-    joint, joint_records = run_passes(joint, names, settings, "joint", calibration, reference)
-    return joint, energy_records + joint_records
 
 
 def _energy_evaluator(graph_module: GraphModule):

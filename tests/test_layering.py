@@ -24,7 +24,7 @@ ALLOWED = {
     "teachers": BASE | {"structures"},
     "students": BASE | {"graph"},
     "capture": BASE | {"graph", "students"},
-    "passes": BASE | {"graph", "capture", "metrics", "ops", "students"},
+    "passes": BASE | {"graph", "metrics", "ops"},
     "targets": BASE | {"graph", "ops"},
     "runtime": BASE | {"graph", "structures", "ops"},
     "data": BASE | {"graph", "structures", "plots", "teachers"},

@@ -17,21 +17,23 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+from torch.fx import GraphModule
 
 import mlffc
-from mlffc.capture import example_graph, export
+from mlffc.capture import differentiate, example_graph, export, trace_energy
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
-from mlffc.graph import BATCH_ATOMS, GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, build_graph
+from mlffc.graph import BATCH_ATOMS, GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, Graph, build_graph
 from mlffc.io import atomic_directory, write_json
 from mlffc.metrics import error_metrics, frame_graphs, predict
-from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, optimize
-from mlffc.passes.core import EXACT, PRECISIONS
+from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, run_passes
+from mlffc.passes.core import EXACT, PRECISIONS, finish
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
 from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description, sha256_file
@@ -140,6 +142,21 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             manifest["compile_seconds"] = time.perf_counter() - started
             write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def optimize(student: Student, example: Graph, names: Sequence[str], settings: PassSettings,
+             calibration: Calibration | None = None, reference=None) -> tuple[GraphModule, list[dict]]:
+    """Trace the student's energy graph, run the energy passes, differentiate, run the joint
+    passes: the joint graph to export, and one record per pass (applied or rejected).
+    reference: the eager student's calibration outputs, when the caller has them already."""
+    check_pass_names(names)
+    if calibration is not None and reference is None:
+        reference = calibration.run(lambda graph: student(*graph.inputs()))
+    energy_graph = finish(trace_energy(student, example))
+    energy_graph, energy_records = run_passes(energy_graph, names, settings, "energy", calibration, reference)
+    joint = differentiate(energy_graph, example)
+    joint, joint_records = run_passes(joint, names, settings, "joint", calibration, reference)
+    return joint, energy_records + joint_records
 
 
 def calibration_set(student: Student, frames) -> Calibration:

@@ -6,7 +6,8 @@ from passcheck import targets
 
 from mlffc.capture import example_graph
 from mlffc.errors import MlffcError
-from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, PASSES, Budget, Calibration, PassSettings, optimize
+from mlffc.compiler import optimize
+from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, PASSES, Budget, Calibration, PassSettings
 from mlffc.passes.manager import ordering_violations
 
 
