@@ -27,7 +27,7 @@ from mlffc.data.seeds import seed_molecules
 from mlffc.data.storage import read_dataset, write_frames
 from mlffc.graph import build_graph
 from mlffc.metrics import errors_by_category
-from mlffc.plots import save_figure
+from mlffc.plots import pyplot, save_figure
 from mlffc.runtime import load
 from mlffc.teachers import load_teacher
 from mlffc.timing import median_ms
@@ -105,10 +105,7 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     atoms = [3 * n for n in SIZES.values()]

@@ -13,7 +13,7 @@ from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
-from mlffc.plots import parity_figure, save_figure
+from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.runtime import load
 from mlffc.runtime.manifest import STUDENT_FILE
 from mlffc.students import load_student
@@ -153,10 +153,7 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
 
 def rdf_plot(runs: dict, path: Path, title: str) -> None:
     """The box's O-O radial distribution function, artifact against teacher."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, style in (("teacher", "k-"), ("artifact", "C1--")):

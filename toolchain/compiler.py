@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch.fx import GraphModule
 
@@ -30,13 +29,13 @@ from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.graph import BATCH_ATOMS, GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, Graph, build_graph
-from mlffc.io import atomic_directory, write_json
+from mlffc.io import atomic_directory, sha256_file, write_json
 from mlffc.metrics import error_metrics, frame_graphs, predict
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, run_passes
 from mlffc.passes.core import EXACT, PRECISIONS, finish
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
-from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description, sha256_file
+from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description
 from mlffc.runtime.model import CompiledModel, load
 from mlffc.students import Student, load_student
 from mlffc.targets import Target, get_target

@@ -1,8 +1,10 @@
-"""Atomic file writes: write to a temporary sibling, then rename, so no reader sees half a file."""
+"""Atomic file writes (write to a temporary sibling, then rename, so no reader sees half a file)
+and the one file hash (sha256_file)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -49,3 +51,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

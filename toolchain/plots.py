@@ -9,12 +9,19 @@ import numpy as np
 from mlffc.io import atomic_path
 
 
-def parity_figure(energy: np.ndarray, forces: np.ndarray, frames, title: str):
-    """Energy-per-atom and force-component parity of predictions against the teacher's labels."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend: the one plotting setup (figures are files)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def parity_figure(energy: np.ndarray, forces: np.ndarray, frames, title: str):
+    """Energy-per-atom and force-component parity of predictions against the teacher's labels."""
+    plt = pyplot()
 
     reference = frames.energy / frames.natoms
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))

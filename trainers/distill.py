@@ -2,8 +2,8 @@
 
 One loop for one process or many (torchrun, DDP on gloo): AdamW, warm-up then cosine or plateau
 schedule, gradient clipping, EMA weights (what is validated and saved), early stopping, TensorBoard
-and a console progress bar. The full training state is saved after every epoch and every
-`checkpoint_steps` steps, so an interrupted run resumes exactly where it stopped.
+and a console progress bar. The full training state is saved after every epoch, so an interrupted run resumes from the end
+of its last completed epoch as if it had not stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mlffc.errors import MlffcError
 from mlffc.io import atomic_path, write_json
 from mlffc import metrics
 from mlffc.metrics import error_metrics
-from mlffc.plots import parity_figure, save_figure
+from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.progress import progress_bar
 from mlffc.students import Student, build_student, load_student, save_student
 from mlffc.trainers.config import TrainConfig
@@ -287,10 +287,7 @@ def _log_epoch(writer, record: dict, student: Student, val_set: GraphDataset, ep
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -118,12 +118,9 @@ def validate(frames: Frames) -> Report:
 
 def plot(frames: Frames, report: Report, path) -> None:
     """The distributions behind the checks, one PNG."""
-    import matplotlib
+    from mlffc.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mlffc.plots import save_figure
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     axes[0, 0].hist(frames.natoms, bins=np.geomspace(1, max(2, frames.natoms.max()) * 1.01, 40))

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from mlffc.errors import MlffcError
-from mlffc.runtime.manifest import sha256_file
+from mlffc.io import sha256_file
 
 
 def aoti_runner(artifact: Path, manifest: dict) -> Callable:

@@ -7,7 +7,6 @@ machine, device or torch release, saying what to rebuild.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -15,19 +14,12 @@ from pathlib import Path
 import torch
 
 from mlffc.errors import MlffcError
+from mlffc.io import sha256_file
 
 MANIFEST = "manifest.json"
 STUDENT_FILE = "student.safetensors"  # the eager student an artifact was compiled from, beside its payload
 SCHEMA_VERSION = 2  # 2: passes with measured effects, backend versions and libraries, device, signature
 _CPU_LEVELS = ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def host_description() -> dict:

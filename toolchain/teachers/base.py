@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -132,14 +130,6 @@ def _refuse_charge_spin(structures: list[Atoms], name: str) -> None:
                     f"structure {index} ({atoms.get_chemical_formula()}): {key}={atoms.info[key]!r}, but teacher "
                     f"'{name}' takes no charge or spin (it models neutral systems); use a teacher with charge/spin"
                 )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 HESSIAN_BATCH_ATOMS = 4096  # atoms per Hessian batch (sorted by size): 3 * (largest structure) products each

@@ -12,7 +12,8 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlffc.errors import MlffcError
-from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches, file_sha256
+from mlffc.io import sha256_file
+from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches
 from mlffc.units import HARTREE_TO_EV
 
 MAX_ATOMS_PER_CALL = 4096
@@ -83,7 +84,7 @@ class FennolTeacher(Teacher):
             capabilities=Capabilities(stress=True, periodic=True, uncertainty=len(models) > 1, hessian=True,
                                       atomic_energies=not force_spread),
             source={
-                "files": [{"name": p.name, "sha256": file_sha256(p)} for p in paths],
+                "files": [{"name": p.name, "sha256": sha256_file(p)} for p in paths],
                 "members": len(models),
                 "precision": precision,
                 "fennol": version("fennol"),

@@ -17,8 +17,9 @@ from ase.data import chemical_symbols
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from mlffc.errors import MlffcError
+from mlffc.io import sha256_file
 from mlffc.structures import charge_and_spin
-from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches, file_sha256
+from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches
 
 CUTOFF = 6.0  # Å, SystemConfig.radius of every Orb model
 ELEMENTS = tuple(chemical_symbols[1:118])  # the atom embedding is a one-hot over Z < 118
@@ -111,7 +112,7 @@ class OrbTeacher(Teacher):
             origin = {"weights": f"RANDOM-INIT (seed {random_init}): untrained, labels are not physics; "
                                  "for tests and benchmarks only", "random_init": int(random_init)}
         else:
-            origin = {"weights": {"name": weights.name, "sha256": file_sha256(weights)}}
+            origin = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
         self.info = TeacherInfo(
             name=name,
             family=f"orb-{spec.architecture}",
