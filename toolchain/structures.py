@@ -11,6 +11,9 @@ from ase.data import chemical_symbols
 from mlffc.errors import MlffcError
 
 MIN_DISTANCE = 0.1  # Å: closer atoms are a units or generation error, not chemistry
+# The other closest-pair cuts judge made structures, not inputs, so they are looser:
+# data.validate.MIN_DISTANCE 0.5 (a stored frame), SamplingConfig.min_distance 0.6 (a sampled one),
+# data.samplers.RELAXED_MIN_DISTANCE 0.8 (a relaxed minimum), data.mutate.MUTANT_MIN_DISTANCE 0.9 (a placed atom).
 CHARGE_SPIN_KEYS = ("charge", "spin")  # atoms.info keys: total charge (e) and spin multiplicity 2S+1
 
 

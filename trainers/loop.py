@@ -25,6 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from mlffc.errors import MlffcError
+from mlffc.graph import BATCH_ATOMS
 from mlffc.io import atomic_path, write_json
 from mlffc.progress import console, progress_bar
 from mlffc.trainers.config import TrainConfig
@@ -141,7 +142,7 @@ class StudentLabeller:
     """A student with a teacher's `compute` (energies and forces of a list of molecules), so the
     teacher-driven samplers (data.samplers.gas_md) run the student's own MD."""
 
-    def __init__(self, student, max_atoms: int = 4096):
+    def __init__(self, student, max_atoms: int = BATCH_ATOMS):
         self.student, self.max_atoms = student.eval(), max_atoms
 
     def compute(self, structures):
@@ -293,8 +294,7 @@ def on_policy_frames(checkpoint: Path, frames, teacher, rounds: RoundConfig, see
               and not str(train.group[k]).startswith("packed/")]
     chosen = rng.choice(starts, min(rounds.molecules, len(starts)), replace=False) if starts else []
     molecules = [(str(train.group[k]), train.atoms(k)) for k in chosen]
-    md = SamplingConfig(md_steps=rounds.md_steps, md_interval=rounds.md_interval, md_timestep=rounds.timestep_fs,
-                        min_distance=0.6, seed=seed)
+    md = SamplingConfig(md_steps=rounds.md_steps, md_interval=rounds.md_interval, md_timestep=rounds.timestep_fs, seed=seed)
     candidates: list[tuple[str, str, Atoms]] = []
     started, unstable = 0, 0
     with progress_bar() as progress:

@@ -17,6 +17,9 @@ _BOND = {frozenset("CC"): 1.51, frozenset("CN"): 1.47, frozenset("CO"): 1.43, fr
 SUBSTITUENTS = {"CH3": ("C", 1.09, 3), "NH2": ("N", 1.01, 2), "OH": ("O", 0.97, 1)}
 TETRAHEDRAL = np.deg2rad(109.5)
 MUTANT_SEPARATOR = "+"  # group of a mutant: "<parent group>+<substituent>@<hydrogen index>"
+# Å: a placed substituent atom this close to another atom overlaps it (the bonds placed are
+# 0.97-1.09 Å); such a mutant is dropped before any teacher sees it
+MUTANT_MIN_DISTANCE = 0.9
 
 
 def substitute(atoms: Atoms, hydrogen: int, group: str, rng: np.random.Generator) -> Atoms | None:
@@ -48,7 +51,7 @@ def substitute(atoms: Atoms, hydrogen: int, group: str, rng: np.random.Generator
         symbols=[symbols[k] for k in keep] + [element] + ["H"] * count,
         positions=np.concatenate([atoms.positions[keep], [centre], hydrogens]),
     )
-    return None if closest_pair(mutant, 0.9) is not None else mutant
+    return None if closest_pair(mutant, MUTANT_MIN_DISTANCE) is not None else mutant
 
 
 def mutate_seeds(seeds: list[tuple[str, Atoms]], per_seed: int, rng: np.random.Generator) -> list[tuple[str, Atoms]]:

@@ -135,9 +135,14 @@ def normal_mode_samples(
     return frames
 
 
+# Å: a relaxed molecule with atoms this close collapsed in the shared relaxation (bonds to H
+# are ~1 Å); looser than the sampling cut (SamplingConfig.min_distance) since it judges minima
+RELAXED_MIN_DISTANCE = 0.8
+
+
 def relax_molecules(molecules: list[Atoms], teacher: Teacher, fmax: float, steps: int) -> list[Atoms | None]:
     """All molecules relaxed together with FIRE on the teacher (one batched call per step, gas
-    layout); None for any that collapses (two atoms nearer than 0.8 Å)."""
+    layout); None for any that collapses (two atoms nearer than RELAXED_MIN_DISTANCE)."""
     if not molecules:
         return []
     system, slices, corners = gas_layout(molecules)
@@ -150,7 +155,7 @@ def relax_molecules(molecules: list[Atoms], teacher: Teacher, fmax: float, steps
     relaxed = []
     for molecule, atoms_slice, corner in zip(molecules, slices, corners):
         frame = Atoms(numbers=molecule.numbers, positions=system.positions[atoms_slice] - corner)
-        relaxed.append(frame if closest_pair(frame, 0.8) is None else None)
+        relaxed.append(frame if closest_pair(frame, RELAXED_MIN_DISTANCE) is None else None)
     return relaxed
 
 

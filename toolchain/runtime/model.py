@@ -16,7 +16,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from mlffc.graph import Graph, build_graph
+from mlffc.graph import BATCH_ATOMS, Graph, build_graph
 from mlffc.runtime.backends import LOADERS
 from mlffc.runtime.calculator import MlffcCalculator
 from mlffc.runtime.manifest import check_compatible, read_manifest, verify_payload
@@ -58,7 +58,7 @@ class CompiledModel:
             "stress": stress.cpu().numpy().astype(np.float64),
         }
 
-    def screen(self, structures: Iterable[Atoms], max_atoms: int = 4096) -> dict:
+    def screen(self, structures: Iterable[Atoms], max_atoms: int = BATCH_ATOMS) -> dict:
         """Labels for many structures, evaluated in batches of up to `max_atoms` atoms (a larger
         structure goes alone): what `compute` returns, plus `throughput` (structures/s and
         atoms/s over the whole call, checks and neighbour lists included)."""
