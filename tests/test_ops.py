@@ -6,8 +6,13 @@ import torch
 
 from mlffc import ops
 
-ops.load()
-mlffc = torch.ops.mlffc
+
+
+@pytest.fixture(scope="module")
+def mlffc():
+    """The op library, built (or taken from the cache) when a test first needs it, not at collection."""
+    ops.load()
+    return torch.ops.mlffc
 
 
 def _scatter_reference(a, b, index, n):
@@ -15,7 +20,7 @@ def _scatter_reference(a, b, index, n):
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 6])
-def test_scatter_outer(k):
+def test_scatter_outer(k, mlffc):
     torch.manual_seed(0)
     a = torch.randn(40, 3 * 7, dtype=torch.float64)[:, 7:14].requires_grad_()  # a strided slice, as in the graphs
     b = torch.randn(40, k, dtype=torch.float64, requires_grad=True)
@@ -24,7 +29,7 @@ def test_scatter_outer(k):
     assert torch.autograd.gradcheck(lambda a, b: mlffc.scatter_outer(a, b, index, 9), (a, b))
 
 
-def test_species_linear():
+def test_species_linear(mlffc):
     torch.manual_seed(0)
     x = torch.randn(30, 8, dtype=torch.float64, requires_grad=True)
     species, weight = torch.randint(0, 4, (30,)), torch.randn(4, 8, 5, dtype=torch.float64)
@@ -36,7 +41,7 @@ def test_species_linear():
     torch.testing.assert_close(grad, weight32[species].sum(-1))
 
 
-def test_linear_silu():
+def test_linear_silu(mlffc):
     torch.manual_seed(0)
     x = torch.randn(12, 6, dtype=torch.float64, requires_grad=True)
     weight, bias = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
@@ -46,7 +51,7 @@ def test_linear_silu():
     assert torch.autograd.gradcheck(lambda x: mlffc.linear_silu(x, weight, bias)[0], (x,))
 
 
-def test_bad_input_is_refused():
+def test_bad_input_is_refused(mlffc):
     a, b = torch.randn(5, 3), torch.randn(5, 3)
     with pytest.raises(RuntimeError, match="out of range"):
         mlffc.scatter_outer(a, b, torch.tensor([0, 1, 2, 3, 9]), 4)

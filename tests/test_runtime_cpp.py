@@ -100,7 +100,10 @@ def test_runner_reports_timing(cpp_runner, artifact, tmp_path):
     write(path, molecular_cluster("H2O", 10), format="extxyz")
     (frame,) = frames_of(run(cpp_runner, artifact, path, "--repeat", 5))
     timing = frame["timing"]
-    assert timing["repeat"] == 5 and 0 < timing["neighbours_ms"] < timing["compute_ms"]
+    assert timing["repeat"] == 5 and all(np.isfinite(timing[k]) and timing[k] > 0 for k in ("compute_ms", "neighbours_ms", "model_ms"))
+    # each run's total is its neighbour list plus its model call, so the median total bounds each
+    # part's median (no comparison of two separate measurements, which could go either way)
+    assert max(timing["neighbours_ms"], timing["model_ms"]) <= timing["compute_ms"]
 
 
 def _copy(artifact, tmp_path) -> Path:
