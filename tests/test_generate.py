@@ -82,6 +82,17 @@ def test_packed_box_has_no_overlaps_at_the_density_asked(rng):
     assert not cluster.pbc.any() and np.abs(cluster.positions.mean(axis=0)).max() < 1e-9
 
 
+def test_a_molecule_larger_than_the_box_never_meets_its_own_image():
+    """Two icosane chains (~14.5 Å long) at liquid density would want a ~11.6 Å box."""
+    from mlffc.data.chemistry import molecule_from_smiles
+
+    chain = molecule_from_smiles("C" * 20, None, seed=0)
+    for seed in range(5):
+        box = packed_molecules([chain, chain], density=0.8, rng=np.random.default_rng(seed), periodic=True)
+        inside = box.get_all_distances(mic=True)[np.triu_indices(len(box), 1)]
+        assert inside.min() > 0.9  # C-H bonds; an atom meeting its own molecule's image comes far closer
+
+
 def test_selection_keeps_disagreement_and_drops_duplicates(teacher, rng):
     water = molecule("H2O")
     frames_in = [("g2/H2O", "seed", water)] + [("g2/H2O", "rattle0.1", water.copy()) for _ in range(9)]
