@@ -1,8 +1,9 @@
 """TensorRT through torch-tensorrt (CUDA only): the exported graph compiled into TensorRT engines
 for ranges of atom, edge and structure counts, saved as an ExportedProgram that calls them.
 
-TensorRT has no float64: the energy sum is truncated to float32 (`truncate_double`), so the
-manifest's energy tolerance is that of fp32 accumulation. torch-tensorrt's libraries come from
+TensorRT has no float64: the energy sum is truncated to float32 (`truncate_double`), so energies
+carry float32 accumulation rounding; the acceptance check holds them to the same tolerance as any
+other backend (nothing here widens it). torch-tensorrt's libraries come from
 NVIDIA's package index; where they are missing this backend says so and its tests skip.
 """
 

@@ -105,7 +105,7 @@ def _loop_nests_rule():
             for info in infos:
                 try:
                     self._schedule(sch, info, threads)
-                except Exception:  # noqa: BLE001 -- a primitive that does not apply leaves the nest as it was
+                except Exception:  # noqa: BLE001 -- a primitive that does not apply ends this block's schedule; the steps before it (each a valid schedule) stay
                     continue
             return sch
 
