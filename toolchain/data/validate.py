@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase.data import chemical_symbols
-from vesin import NeighborList
 
 from mlffc.data.select import duplicate_pairs, groups_of, normalised_spread
 from mlffc.data.storage import OPTIONAL, SPLITS, Frames
+from mlffc.structures import closest_pair
 
 MIN_DISTANCE = 0.5  # Å: nearer atoms are a sampling failure
+CLOSEST_SEARCH = 2.0  # Å: nearest pairs are looked for this far (a farther one is reported as this)
 MAX_ROBUST_Z = 20.0  # energy per atom: |x - median| / (1.4826 MAD) within its group above this is an outlier
 ENERGY_SIGMA_FLOOR = 0.1  # eV/atom: a group of near-minimum frames has a tiny MAD, and a hard rattle is no error
 MAX_FORCE_LOG_Z = 5.0  # the same on log |F| per element (force magnitudes are log-normal-like, with a long tail)
@@ -181,10 +182,8 @@ def _closest(frames: Frames, k: int) -> float:
     positions = frames.positions[start:stop]
     if stop - start < 2 or not np.isfinite(positions).all():
         return np.nan
-    periodic = bool(frames.pbc[k].all())
-    (distances,) = NeighborList(cutoff=2.0, full_list=False).compute(
-        positions, frames.cell[k] if periodic else np.zeros((3, 3)), periodic, "d")
-    return float(distances.min()) if len(distances) else 2.0
+    pair = closest_pair(frames.atoms(k), CLOSEST_SEARCH)
+    return pair[2] if pair else CLOSEST_SEARCH
 
 
 def _energy_populations(frames: Frames) -> dict[str, np.ndarray]:
