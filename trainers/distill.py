@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from mlffc import metrics
 from mlffc.data.loader import BatchOrder, GraphDataset, batch_loader
-from mlffc.data.storage import Frames, read_dataset
+from mlffc.data.storage import Frames, fit_element_energies, read_dataset
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path, write_json
-from mlffc import metrics
 from mlffc.metrics import error_metrics
 from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.progress import progress_bar
@@ -39,13 +39,7 @@ CHECKPOINT = "student.safetensors"
 def fit_energy_reference(frames: Frames, species: list[int]) -> tuple[np.ndarray, float]:
     """Per-species reference energies by least squares on composition, and the force RMS as
     the scale of the learned part (so the network's outputs are of order one)."""
-    counts = np.zeros((len(frames), len(species)))
-    per_frame_numbers = np.split(frames.numbers, frames.offsets[1:-1])
-    for k, numbers in enumerate(per_frame_numbers):
-        for column, z in enumerate(species):
-            counts[k, column] = np.count_nonzero(numbers == z)
-    reference, *_ = np.linalg.lstsq(counts, frames.energy, rcond=None)
-    return reference, float(np.sqrt(np.mean(frames.forces**2)))
+    return fit_element_energies(frames, species), float(np.sqrt(np.mean(frames.forces**2)))
 
 
 def predict(student: Student, dataset: GraphDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

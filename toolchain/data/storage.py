@@ -220,3 +220,17 @@ def read_dataset(path: str | Path, verify: bool = True) -> Frames:
     frames.attrs = {k: v for k, v in first.items() if k != "shard"} | {"splits": splits, "families": families,
                                                                       "files": [f.name for f in files]}
     return frames
+
+
+def element_counts(frames: Frames, elements) -> np.ndarray:
+    """Atoms of each element (atomic numbers `elements`) in each frame [B, len(elements)]."""
+    frame_of_atom = np.repeat(np.arange(len(frames)), frames.natoms)
+    return np.stack([np.bincount(frame_of_atom[frames.numbers == z], minlength=len(frames)) for z in elements], axis=1)
+
+
+def fit_element_energies(frames: Frames, elements) -> np.ndarray:
+    """Per-element reference energies (eV), least squares of the frames' energies on their
+    composition (frames with a finite energy only)."""
+    counts, finite = element_counts(frames, elements), np.isfinite(frames.energy)
+    reference, *_ = np.linalg.lstsq(counts[finite].astype(np.float64), frames.energy[finite], rcond=None)
+    return reference

@@ -12,7 +12,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from mlffc.data.select import duplicate_pairs, groups_of, normalised_spread
-from mlffc.data.storage import OPTIONAL, SPLITS, Frames
+from mlffc.data.storage import OPTIONAL, SPLITS, Frames, element_counts, fit_element_energies
 from mlffc.structures import closest_pair
 
 MIN_DISTANCE = 0.5  # Å: nearer atoms are a sampling failure
@@ -156,11 +156,7 @@ def energy_robust_z(frames: Frames) -> np.ndarray:
 def _composition_residual(frames: Frames) -> np.ndarray:
     """Energy per atom after a least-squares per-element reference: comparable across molecules."""
     elements = np.unique(frames.numbers)
-    counts = np.stack([np.bincount(np.repeat(np.arange(len(frames)), frames.natoms)[frames.numbers == z],
-                                   minlength=len(frames)) for z in elements], axis=1)
-    finite = np.isfinite(frames.energy)
-    reference, *_ = np.linalg.lstsq(counts[finite], frames.energy[finite], rcond=None)
-    return (frames.energy - counts @ reference) / frames.natoms
+    return (frames.energy - element_counts(frames, elements) @ fit_element_energies(frames, elements)) / frames.natoms
 
 
 def _non_finite(frames: Frames) -> list[str]:
