@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 
-from mlffc.compiler import compile_student, resolve_target, speed_system
+from mlffc.acceptance import speed_system
+from mlffc.compiler import compile_student, resolve_target
 from mlffc.data.storage import read_dataset
 from mlffc.md import langevin_stability, nve_drift
 from mlffc.metrics import CATEGORIES, errors_by_category

@@ -31,7 +31,8 @@ ALLOWED = {
     "md": BASE | {"data", "structures"},
     "trainers": BASE | {"data", "graph", "metrics", "plots", "structures", "students", "teachers"},
     "check": BASE | {"data", "md", "metrics", "plots", "runtime", "structures", "students", "teachers"},
-    "compiler": BASE | {"capture", "data", "graph", "metrics", "mlffc", "passes", "runtime", "students", "targets"},
+    "acceptance": BASE | {"capture", "data", "graph", "metrics", "passes", "runtime", "students"},
+    "compiler": BASE | {"acceptance", "capture", "data", "graph", "metrics", "mlffc", "passes", "runtime", "students", "targets"},
     "demo": None, "cli": None, "__main__": None,  # entry points: may import any part
 }
 

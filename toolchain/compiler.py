@@ -1,6 +1,10 @@
 """`mlffc compile`: student -> energy graph -> passes (each checked) -> joint graph -> backend ->
 acceptance check -> artifact.
 
+This module resolves targets (and the plan), runs the compile flow (trace, passes, differentiate,
+export, lower) and writes the manifest; the artifact's checks (calibration set, acceptance,
+accuracy, speed) are mlffc.acceptance.
+
 The artifact is a directory written atomically: the backend's payload (and the op library it
 calls, if any), the student checkpoint it came from, and manifest.json (target, backend and its
 versions, passes with their measured effects, species, units, accuracy against the eager student
@@ -11,7 +15,6 @@ nequip's compile).
 
 from __future__ import annotations
 
-import copy
 import shutil
 import time
 from dataclasses import replace
@@ -23,31 +26,22 @@ import torch
 from torch.fx import GraphModule
 
 import mlffc
+from mlffc.acceptance import TOLERANCE, acceptance, acceptance_tolerance, calibration_set, evaluate_compiled, float32_rounding, measure_speed
 from mlffc.capture import differentiate, example_graph, export, trace_energy
-from mlffc.data.clusters import molecular_cluster
-from mlffc.data.loader import GraphDataset
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
-from mlffc.graph import BATCH_ATOMS, GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, Graph, build_graph
+from mlffc.graph import GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, Graph
 from mlffc.io import atomic_directory, sha256_file, write_json
-from mlffc.metrics import error_metrics, frame_graphs, predict
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, run_passes
-from mlffc.passes.core import EXACT, PRECISIONS, finish
+from mlffc.passes.core import PRECISIONS, finish
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
 from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description
-from mlffc.runtime.model import CompiledModel, load
+from mlffc.runtime.model import load
 from mlffc.students import Student, load_student
 from mlffc.targets import Target, get_target
 from mlffc.targets.backends import BACKENDS, Payload, get_backend
-from mlffc.timing import median_ms
 from mlffc.units import UNITS
-
-# Compiled-vs-eager tolerance of lowering alone (reordered fp32 arithmetic): max |dE| per atom (eV)
-# and max |dF| (eV/Å, relative above metrics.FORCE_SCALE), raised to twice the student's own
-# float32 rounding where that is larger; lossy passes add their budgets to it (`acceptance_tolerance`).
-TOLERANCE = {"energy_per_atom": 1e-4, "forces": 2e-3}
-SPEED_SYSTEM = ("H2O", 100)  # ~300-atom water cluster
 
 
 def resolve_target(name: str, backend: str | None = None, threads: int | None = None, passes: list[str] | None = None,
@@ -158,27 +152,6 @@ def optimize(student: Student, example: Graph, names: Sequence[str], settings: P
     return joint, energy_records + joint_records
 
 
-def calibration_set(student: Student, frames) -> Calibration:
-    """A fresh example batch and the validation frames (with the teacher's labels), timed on ~300
-    atoms: passes are accepted or rejected on it, so it is never the test split."""
-    graphs, labels = [example_graph(student, sizes=(3, 17, 5), seed=1)], [None]
-    if frames is not None and len(frames):
-        dataset = GraphDataset(frames, student.cutoff)
-        batches = [dataset.batch(indices) for indices in dataset.batches(BATCH_ATOMS)]
-        graphs += [b.graph for b in batches]
-        labels += [(b.energy.numpy(), b.forces.double().numpy()) for b in batches]
-    return Calibration(graphs, labels, timing=build_graph([speed_system()], student.cutoff))
-
-
-def acceptance_tolerance(records: list[dict], rounding: dict[str, float]) -> dict[str, float]:
-    """Lowering's own tolerance (at least twice the student's float32 rounding) plus the budgets
-    of the applied passes that change results. Budgets are absolute (eV/Å) and the acceptance
-    measure is relative above FORCE_SCALE; |dF| / max(1, |F|) <= |dF|, so an absolute budget bounds
-    the relative measure too, and the sum bounds the compiled-vs-eager difference."""
-    lossy = [r["budget"] for r in records if r["applied"] and r.get("budget") not in (None, vars(EXACT))]
-    return {k: max(TOLERANCE[k], 2 * rounding[k]) + sum(b[k] for b in lossy) for k in TOLERANCE}
-
-
 def _manifest(student: Student, meta: dict, target: Target, backend, payload: Payload, records: list[dict], directory: Path) -> dict:
     host = host_description()
     return {
@@ -214,50 +187,4 @@ def _manifest(student: Student, meta: dict, target: Target, backend, payload: Pa
         "outputs": list(GRAPH_OUTPUTS),
         "signature": SIGNATURE,
         "capabilities": {"periodic": True, "stress": True},
-    }
-
-
-def float32_rounding(student: Student, calibration: Calibration, eager: list) -> dict[str, float]:
-    """Worst difference of the eager student's float32 outputs on the calibration graphs
-    (`eager`) from the student in float64: the rounding floor under any float32 lowering (larger
-    for deeper message passing)."""
-    reference = copy.deepcopy(student).double()
-
-    def in_float64(graph):
-        return reference(*(x.double() if x.is_floating_point() else x for x in graph.inputs()))
-
-    return calibration.difference(eager, calibration.run(in_float64), relative_forces=True)
-
-
-def acceptance(compiled: CompiledModel, calibration: Calibration, eager: list, tolerance: dict) -> dict:
-    """Compiled vs the eager outputs on the calibration graphs; refuse beyond tolerance."""
-    worst = calibration.difference(calibration.run(compiled.run), eager, relative_forces=True)
-    if not all(worst[k] <= tolerance[k] for k in worst):
-        raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
-    return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
-
-
-def evaluate_compiled(compiled: CompiledModel, frames) -> dict:
-    energy, forces, _ = predict(compiled.run, frame_graphs(GraphDataset(frames, compiled.cutoff)))
-    return error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
-
-
-def speed_system():
-    return molecular_cluster(SPEED_SYSTEM[0], SPEED_SYSTEM[1])
-
-
-def measure_speed(compiled: CompiledModel, student: Student) -> dict:
-    """Energy+forces of the ~300-atom water cluster: compiled vs eager, neighbour list excluded."""
-    system = speed_system()
-    graph = build_graph([system], student.cutoff)
-    compiled_ms = median_ms(lambda: compiled.run(graph))
-    eager_ms = median_ms(lambda: student(*graph.inputs()))
-    return {
-        "system": f"{SPEED_SYSTEM[1]}-molecule {SPEED_SYSTEM[0]} cluster",
-        "atoms": len(system),
-        "edges": int(graph.edge_index.shape[1]),
-        "threads": torch.get_num_threads(),
-        "compiled_ms": compiled_ms,
-        "eager_ms": eager_ms,
-        "speedup_vs_eager": eager_ms / compiled_ms,
     }

@@ -27,8 +27,9 @@ def demo_config_path(name: str = DEMO_CONFIG) -> Path:
 
 
 def run_demo(workdir: Path, fresh: bool = False, from_scratch: bool = False) -> dict:
+    from mlffc.acceptance import speed_system
     from mlffc.check import Limits, check_artifact
-    from mlffc.compiler import compile_student, resolve_target, speed_system
+    from mlffc.compiler import compile_student, resolve_target
     from mlffc.data.generate import generate
     from mlffc.data.samplers import SamplingConfig
     from mlffc.data.seeds import mark_seen_families, seed_molecules
