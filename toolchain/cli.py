@@ -214,7 +214,7 @@ def validate_data(
     if plot:
         plot_distributions(frames, report, plot)
     if json_path:
-        write_json(json_path, {"findings": [vars(f) for f in report.findings], "summary": report.summary})
+        write_json(json_path, {"findings": [vars(f) for f in report.findings], "summary": report.summary}, strict=False)
     if report.errors:
         out.print(f"[red]FAILED[/]: {len(report.errors)} check(s) found errors")
         raise typer.Exit(1)
@@ -317,7 +317,7 @@ def check(
         _print_md(report["md"])
     report["passed"] = not report["failures"]
     if json_path:
-        write_json(json_path, report)
+        write_json(json_path, report, strict=False)
     out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
     if not report["passed"]:
         raise typer.Exit(1)

@@ -114,6 +114,7 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     if target.device not in backend.devices:
         raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
     student, meta = load_student(student_path)
+    check_finite_weights(student, student_path)
     dataset = read_dataset(data) if data else None
     frames = dataset.split_named("test") if dataset else None  # reported only: nothing is chosen on it
     example = example_graph(student)
@@ -141,6 +142,15 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             manifest["compile_seconds"] = time.perf_counter() - started
             write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def check_finite_weights(student: Student, path: Path) -> None:
+    """Refuse a student with a NaN or infinite parameter or buffer: it would compile, and compare
+    equal to its own NaN outputs."""
+    for name, tensor in student.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MlffcError(f"{path}: student weight {name} holds {int((~torch.isfinite(tensor)).sum())} NaN or infinite "
+                             f"values (a diverged training?); retrain it")
 
 
 def calibration_set(student: Student, frames) -> Calibration:
@@ -226,9 +236,10 @@ def worst_difference(results) -> dict[str, float]:
         energy, forces = energy.detach().cpu().double(), forces.detach().cpu().double()
         energy_ref, forces_ref = energy_ref.detach().double(), forces_ref.detach().double()
         natoms = torch.bincount(graph.batch, minlength=graph.num_structures).to(torch.float64)
-        worst["energy_per_atom"] = max(worst["energy_per_atom"], float(((energy - energy_ref) / natoms).abs().max()))
         scaled = (forces - forces_ref).abs() / forces_ref.abs().clamp(min=1.0)
-        worst["forces"] = max(worst["forces"], float(scaled.max()))
+        for key, difference in (("energy_per_atom", ((energy - energy_ref) / natoms).abs()), ("forces", scaled)):
+            # NaN propagates (Python's max() would drop it: NaN compares false)
+            worst[key] = float(torch.cat([difference.flatten(), torch.tensor([worst[key]], dtype=torch.float64)]).max())
     return worst
 
 
@@ -240,7 +251,7 @@ def frame_graphs(frames, cutoff: float, max_atoms: int = 4096):
 def acceptance(compiled: CompiledModel, eager: list, graphs, tolerance: dict) -> dict:
     """Compiled vs the eager outputs on the calibration graphs; refuse beyond tolerance."""
     worst = worst_difference(((compiled.run(g)[:2], outputs, g) for outputs, g in zip(eager, graphs)))
-    if any(worst[k] > tolerance[k] for k in worst):
+    if not all(worst[k] <= tolerance[k] for k in worst):  # NaN fails
         raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from mlffc.errors import MlffcError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -46,6 +49,35 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: str | Path, payload: dict) -> None:
+def write_json(path: str | Path, payload: dict, strict: bool = True) -> None:
+    """Standard JSON. strict (manifests, records): a NaN or infinity anywhere is refused, naming
+    where, and nothing is written; otherwise (reports, whose failures already name them) they
+    are written as null."""
+    bad = non_finite_keys(payload)
+    if bad and strict:
+        raise MlffcError(f"refusing to write {path}: non-finite value at {', '.join(bad[:5])}")
+    if bad:
+        payload = _nulled(payload)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _nulled(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulled(v) for v in value]
+    return value
+
+
+def non_finite_keys(value, where: str = "") -> list[str]:
+    """Dotted paths of the NaN or infinite floats in a JSON-like value."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{where or '.'} = {value}"]
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in non_finite_keys(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [bad for k, v in enumerate(value) for bad in non_finite_keys(v, f"{where}[{k}]")]
+    return []

@@ -199,9 +199,14 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
                 sums = loss_sums(errors, config)
                 loss = sum(term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
+                if ranks.total(torch.tensor([0.0 if torch.isfinite(loss) else 1.0])).item():
+                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+                if not torch.isfinite(norm):  # a finite loss can still overflow its gradient: no step
+                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums).replace(
+                        "training loss is", "the gradient of the training loss is"))
                 optimiser.step()
                 scheduler.step()
                 ema.update_parameters(student)
@@ -243,6 +248,20 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         plot_history(state["history"], out_dir / "loss_curve.png")
     best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else ema.module
     return best_student, {"history": state["history"], "best": state["best"], "steps": state["step"]}
+
+
+def frames_of(state: dict, frames: Frames) -> str:
+    """The frames of the current training batch, by index in the train split and group."""
+    indices = [int(k) for k in state["batches"][state["position"]]]
+    named = ", ".join(f"{k} ({frames.group[k]}, {frames.sampler[k]})" for k in indices[:8])
+    return named + (f" and {len(indices) - 8} more" if len(indices) > 8 else "")
+
+
+def non_finite_loss(frames: str, state: dict, sums: dict) -> str:
+    bad = [t for t, value in sums.items() if not torch.isfinite(value)]
+    return (f"training loss is not finite at epoch {state['epoch'] + 1}, step {state['step'] + 1} (terms: "
+            f"{', '.join(bad) or 'all finite: the student diverged'}) on the train-split frames {frames}; check those "
+            f"frames' labels (mlffc data validate) or lower lr; nothing from this step was saved")
 
 
 def _lr_factor(config: TrainConfig, warmup: int, total_steps: int):

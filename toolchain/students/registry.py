@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from mlffc.errors import MlffcError
 from mlffc.io import atomic_path
 from mlffc.students.base import Student
@@ -45,6 +47,9 @@ def save_student(student: Student, path: str | Path, extra: dict | None = None) 
 
     metadata = {"architecture": student.name, "config": json.dumps(student.config()), "extra": json.dumps(extra or {})}
     state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise MlffcError(f"refusing to save {path}: weights {', '.join(bad[:5])} hold NaN or infinite values")
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 
