@@ -231,6 +231,8 @@ def train(
     init: Optional[str] = typer.Option(None, help="start from this student checkpoint or bundled pretrained student "
                                        "(mlffc students), e.g. ani1x-moment; generate the data with --unseen-by it"),
     restart: bool = typer.Option(False, help="start over instead of resuming the run in --out"),
+    accept_invalid_data: bool = typer.Option(False, "--accept-invalid-data",
+                                             help="train even on data that `mlffc data validate` rejects"),
 ):
     """Distil the labels in DATA into a student (resumes an interrupted run in --out).
     Several processes: torchrun --nproc_per_node N -m mlffc train ..."""
@@ -244,6 +246,7 @@ def train(
     config = replace(config, **overrides)
     if not config.data:
         raise MlffcError("no training data: pass --data or set data in the config")
+    _refuse_invalid_data(Path(config.data), accept_invalid_data)
     _, result = run_train(config, out_dir, restart=restart)
     best = result["best"]
     out.print(f"best epoch {best['epoch']}: val force MAE {best['val_force_mae']:.4f} eV/Å, "
@@ -360,6 +363,22 @@ def demo(
     from mlffc.demo import run_demo
 
     run_demo(workdir, fresh, from_scratch)
+
+
+def _refuse_invalid_data(path: Path, accept: bool) -> None:
+    """Run `mlffc data validate`'s checks; refuse data they reject unless told to accept it."""
+    from mlffc.data.storage import read_dataset
+    from mlffc.data.validate import validate
+
+    with console.status(f"validating {path}"):
+        errors = validate(read_dataset(path)).errors
+    if not errors:
+        return
+    found = "; ".join(f"{f.check}: {f.detail}" for f in errors)
+    if not accept:
+        raise MlffcError(f"{path} fails validation ({found}); see `mlffc data validate {path}`, "
+                         "or pass --accept-invalid-data to train on it anyway")
+    console.print(f"[yellow]training on data that fails validation (--accept-invalid-data): {found}[/]")
 
 
 def _print_seed_problems(problems) -> None:

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from mlffc.errors import MlffcError
 
@@ -34,19 +34,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; on success it replaces `path` whole."""
+def atomic_directory(path: str | Path, may_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside `path`; on success it takes the place of `path`. An
+    existing `path` is replaced only when empty or when `may_replace(path)` returns (it raises
+    MlffcError for anything not ours); it is checked again just before, moved aside, and deleted
+    only once the new directory is in place."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MlffcError(f"{path} is a file, not a directory: choose a directory for the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_UMASK)
+    aside = None
     try:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            if any(path.iterdir()):
+                if may_replace is None:
+                    raise MlffcError(f"{path} exists and is not empty; choose another directory")
+                may_replace(path)
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, aside / path.name)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(aside / path.name, path)  # put the old one back
+                raise
+        else:
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_json(path: str | Path, payload: dict, strict: bool = True) -> None:

@@ -22,16 +22,18 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from mlffc.data.loader import BatchOrder, GraphDataset, batch_loader
 from mlffc.data.storage import Frames, read_dataset
 from mlffc.errors import MlffcError
-from mlffc.io import atomic_path, write_json
+from mlffc.io import write_json
 from mlffc.metrics import error_metrics
 from mlffc.plots import parity_figure, save_figure
 from mlffc.progress import progress_bar
 from mlffc.students import Student, build_student, load_student, save_student
 from mlffc.trainers.config import TrainConfig
 from mlffc.trainers.losses import TERMS, loss_sums, term_errors, weights
+from mlffc.trainers.state import load_state, save_state as write_state
 
 CALIBRATION_ATOMS = 20000  # atoms of training data used to set the student's feature scales
-STATE_FILE = "train_state.pt"
+STATE_FILE = "train_state.safetensors"  # trainers/state.py: no pickle
+LEGACY_STATE_FILE = "train_state.pt"  # pickled, by older releases: refused
 CHECKPOINT = "student.safetensors"
 
 
@@ -153,10 +155,18 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     state = {"epoch": 0, "position": 0, "step": 0, "batches": None, "history": [], "best": {}, "stale_epochs": 0}
 
     state_path = out_dir / STATE_FILE
+    if (out_dir / LEGACY_STATE_FILE).exists() and not state_path.exists() and not restart:
+        raise MlffcError(f"{out_dir / LEGACY_STATE_FILE} is a pickled state of an older mlffc, which is not loaded "
+                         f"(unpickling a file runs code); --restart to start the run over")
     if state_path.exists() and not restart:
-        saved = torch.load(state_path, weights_only=False)
+        saved = load_state(state_path)
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise MlffcError(f"{state_path} is not an mlffc training state; --restart to start the run over")
         if saved["config"] != asdict(config):
-            raise MlffcError(f"{out_dir} holds a run with other settings; use another --out, or --restart to overwrite it")
+            differ = sorted(k for k in set(saved["config"]) | set(asdict(config))
+                            if saved["config"].get(k) != asdict(config).get(k))
+            changes = ", ".join(f"{k}: {saved['config'].get(k)!r} there, {asdict(config).get(k)!r} now" for k in differ)
+            raise MlffcError(f"{out_dir} holds a run with other settings ({changes}); use another --out, or --restart to overwrite it")
         student.load_state_dict(saved["student"])
         ema.load_state_dict(saved["ema"])
         optimiser.load_state_dict(saved["optimiser"])
@@ -169,12 +179,11 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     def save_state():
         if not ranks.main:
             return
-        with atomic_path(state_path) as tmp:
-            torch.save({
-                "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
-                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
-            }, tmp)
+        write_state(state_path, {
+            "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
+            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
+        })
 
     writer = _tensorboard(out_dir, config) if ranks.main else None
     if ranks.main:
