@@ -115,8 +115,17 @@ def generate(
     from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
     from mlffc.data.storage import write_frames
 
+    _at_least(md_interval=(md_interval, 1), mutants_per_seed=(mutants_per_seed, 0), rattles_per_scale=(rattles_per_scale, 0),
+              strains_per_scale=(strains_per_scale, 0), normal_modes=(normal_modes, 0), hessian_vectors=(hessian_vectors, 0),
+              workers=(workers, 1), md_steps=(md_steps, 0), packed=(packed, 0), limit=(limit, 1))
+    if not 0.0 <= spread_quantile < 1.0:
+        raise MlffcError(f"--spread-quantile must be in [0, 1) (a fraction of frames to drop), got {spread_quantile}")
     if shards is None and (shard is not None or workers > 1 or scheduler):
         raise MlffcError("--shard, --workers and --scheduler need --shards")
+    if shards is None and out_path.is_dir():
+        raise MlffcError(f"--out {out_path} is a directory: give an HDF5 file name, or --shards N to write shards into it")
+    if shards is not None and out_path.exists() and not out_path.is_dir():
+        raise MlffcError(f"--out {out_path} is a file: with --shards, --out names a directory for the shard files")
     if shards is not None and (shards < 1 or (shard is not None and not 0 <= shard < shards)):
         raise MlffcError(f"--shards must be 1 or more and --shard in 0..{(shards or 1) - 1}")
     spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
@@ -240,6 +249,7 @@ def train(
 
     from mlffc.trainers import TrainConfig, train as run_train
 
+    _at_least(epochs=(epochs, 1))
     config = TrainConfig.from_file(config_path) if config_path else TrainConfig()
     overrides = {k: v for k, v in {"data": str(data) if data else None, "epochs": epochs, "seed": seed, "init": init}.items()
                  if v is not None}
@@ -268,6 +278,9 @@ def compile_command(
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
 
+    _at_least(threads=(threads, 1))
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise MlffcError(f"--out {out_dir} is a file; compile writes an artifact directory: choose a directory")
     pass_list = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     resolved = resolve_target(target, backend, threads, pass_list, precision)
     if plan_only:
@@ -306,8 +319,15 @@ def check(
     from mlffc.check import Limits, MdLimits, MdSettings, check_artifact, check_md
     from mlffc.io import write_json
 
+    from mlffc.data.storage import SPLITS
+
     if data is None and not md:
         raise MlffcError("check needs --data (accuracy against labels), --md (simulations), or both")
+    if split not in SPLITS:
+        raise MlffcError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
+    if not (timestep > 0 and timestep <= 10):
+        raise MlffcError(f"--timestep must be > 0 and at most 10 fs, got {timestep}")
+    _at_least(md_box=(md_box, 1), md_steps=(md_steps, 1), rdf_steps=(rdf_steps, 1), equilibration=(equilibration, 0))
     report: dict = {"artifact": str(artifact), "failures": []}
     if data is not None:
         report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
@@ -363,6 +383,13 @@ def demo(
     from mlffc.demo import run_demo
 
     run_demo(workdir, fresh, from_scratch)
+
+
+def _at_least(**options: tuple[int | None, int]) -> None:
+    """Refuse an integer option below its least allowed value, naming it (None: not given)."""
+    for name, (value, least) in options.items():
+        if value is not None and value < least:
+            raise MlffcError(f"--{name.replace('_', '-')} must be {least} or more, got {value}")
 
 
 def _refuse_invalid_data(path: Path, accept: bool) -> None:

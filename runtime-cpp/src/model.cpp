@@ -16,6 +16,11 @@
 
 namespace mlffc {
 namespace {
+constexpr double kMaxCellLength = 1e4;  // Å, as mlffc/structures.py
+constexpr double kMaxAtomDensity = 0.5; // atoms/Å³
+}  // namespace
+
+namespace {
 
 const char* const kSymbols[] = {
     "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si", "P",  "S",  "Cl", "Ar", "K",
@@ -78,14 +83,14 @@ Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<
   // process: a second copy would register the mlffc namespace again, which aborts the process.
   if (!mlffc_ops_registered()) {
     for (const auto& library : manifest.libraries) {
-      std::string path = artifact + "/" + library;
+      std::string path = member(artifact, library);
       if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
         throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
       }
     }
   }
   try {
-    impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(artifact + "/" + manifest.entry);
+    impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(member(artifact, manifest.entry));
   } catch (const std::exception& error) {
     throw Error(artifact + ": could not load " + manifest.entry + ": " + error.what());
   }
@@ -120,7 +125,25 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
     if (cell == nullptr) throw Error("periodic structure without a cell");
     double det = cell[0] * (cell[4] * cell[8] - cell[5] * cell[7]) - cell[1] * (cell[3] * cell[8] - cell[5] * cell[6]) +
                  cell[2] * (cell[3] * cell[7] - cell[4] * cell[6]);
+    // the Python runtime's check_cell (mlffc/structures.py), before the neighbour search sees it
+    for (int k = 0; k < 9; ++k) {
+      if (!std::isfinite(cell[k])) throw Error("the cell must be 3 x 3 finite numbers (Å)");
+    }
+    for (int a = 0; a < 3; ++a) {
+      double length = std::sqrt(cell[3 * a] * cell[3 * a] + cell[3 * a + 1] * cell[3 * a + 1] + cell[3 * a + 2] * cell[3 * a + 2]);
+      if (length > kMaxCellLength) throw Error("cell vector of " + std::to_string(length) + " Å; at most 1e4 Å is allowed");
+    }
     if (!(std::abs(det) >= 1e-6)) throw Error("periodic but the cell has zero volume");
+    for (int a = 0; a < 3; ++a) {
+      const double* u = cell + 3 * ((a + 1) % 3);
+      const double* v = cell + 3 * ((a + 2) % 3);
+      double cx = u[1] * v[2] - u[2] * v[1], cy = u[2] * v[0] - u[0] * v[2], cz = u[0] * v[1] - u[1] * v[0];
+      double width = std::abs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
+      if (width < kMinDistance) throw Error("the cell is " + std::to_string(width) + " Å thick; at least 0.1 Å is allowed");
+    }
+    if (static_cast<double>(n) / std::abs(det) > kMaxAtomDensity) {
+      throw Error("more than 0.5 atoms/Å³: denser than any matter; the cell must be in Å");
+    }
   }
 
   Result result;
@@ -157,9 +180,15 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
   auto species_tensor = at::empty({n}, at::kLong);
   float* xp = positions_tensor.data_ptr<float>();
   int64_t* zp = species_tensor.data_ptr<int64_t>();
+  // centred in double before float32 (edge vectors do not change): a structure 1e7 Å from the
+  // origin keeps ~1e-6 Å instead of ~1 Å
+  double mean[3] = {0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int d = 0; d < 3; ++d) mean[d] += positions[3 * i + d] / static_cast<double>(n);
+  }
   for (int64_t i = 0; i < n; ++i) {
     zp[i] = species[i];
-    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(positions[3 * i + d]);
+    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(positions[3 * i + d] - mean[d]);
   }
   auto batch = at::zeros({n}, at::kLong);
   result.neighbours_seconds = seconds_since(started);
