@@ -14,6 +14,7 @@ from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import error_metrics, errors_by_category
 from mlffc.plots import parity_figure, save_figure
+from mlffc.progress import console
 from mlffc.runtime import load
 from mlffc.students import load_student
 
@@ -135,11 +136,12 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
     common = {"timestep_fs": settings.timestep_fs, "temperature": settings.temperature}
     runs = {}
     for label, calculator in (("artifact", model.calculator), ("teacher", reference.calculator)):
-        runs[label] = {
-            "nve_molecule": nve_drift(gas, calculator(), settings.nve_steps, **common),
-            "nve_box": nve_drift(box, calculator(), settings.nve_steps, **common),
-            "nvt_box": nvt_rdf(box, calculator(), settings.nvt_steps, settings.equilibration, **common),
-        }
+        runs[label] = {}
+        for system, run in (("nve_molecule", lambda: nve_drift(gas, calculator(), settings.nve_steps, **common)),
+                            ("nve_box", lambda: nve_drift(box, calculator(), settings.nve_steps, **common)),
+                            ("nvt_box", lambda: nvt_rdf(box, calculator(), settings.nvt_steps, settings.equilibration, **common))):
+            with console.status(f"MD check: {system} with the {label} ({len(runs) * 3 + len(runs[label]) - 2} of 6)"):
+                runs[label][system] = run()
     failures = []
     for system in ("nve_molecule", "nve_box"):
         run = runs["artifact"][system]

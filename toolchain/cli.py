@@ -18,6 +18,11 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Distil a force-field teacher into a small student and compile it for a target, checked against the teacher.")
 
 
+def flag(default: bool, *names: str, help: str):
+    """A boolean option, shown without a value type in --help (it takes none)."""
+    return typer.Option(default, *names, help=help, metavar="")
+
+
 @app.command()
 def teachers():
     """List the teachers mlffc can distil from, with what each can label."""
@@ -67,7 +72,7 @@ def targets():
     table = Table("name", "device", "backend", "backends", "precision", "passes", "description", title="targets")
     for t in TARGETS.values():
         table.add_row(t.name, t.device + (f" {t.arch}" if t.arch else ""), t.backend, ", ".join(t.backends), t.precision, ", ".join(t.passes), t.description)
-    out.print(table)
+    (out if out.is_terminal else Console(width=220)).print(table)  # a pipe's default 80 columns would squash it
 
 
 @app.command()
@@ -105,7 +110,7 @@ def generate(
     workers: int = typer.Option(1, help="shards at once in a local process pool"),
     scheduler: Optional[str] = typer.Option(None, help="run the shards on the Dask scheduler at this address "
                                             "(e.g. tcp://host:8786)"),
-    overwrite: bool = typer.Option(False, help="replace existing files made with other settings"),
+    overwrite: bool = flag(False, help="replace existing files made with other settings"),
 ):
     """Sample configurations from seed structures, label them with the teacher, write HDF5 (one
     file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
@@ -207,8 +212,9 @@ def validate_data(
     from mlffc.data.validate import plot as plot_distributions, validate
     from mlffc.io import write_json
 
-    frames = read_dataset(path)
-    report = validate(frames)
+    with console.status(f"validating {path}"):
+        frames = read_dataset(path)
+        report = validate(frames)
     table = Table("check", "result", "detail", title=f"validate {path}")
     colour = {"ok": "green", "warning": "yellow", "error": "red"}
     for finding in report.findings:
@@ -239,8 +245,8 @@ def train(
     seed: Optional[int] = typer.Option(None, help="override the config's seed"),
     init: Optional[str] = typer.Option(None, help="start from this student checkpoint or bundled pretrained student "
                                        "(mlffc students), e.g. ani1x-moment; generate the data with --unseen-by it"),
-    restart: bool = typer.Option(False, help="start over instead of resuming the run in --out"),
-    accept_invalid_data: bool = typer.Option(False, "--accept-invalid-data",
+    restart: bool = flag(False, help="start over instead of resuming the run in --out"),
+    accept_invalid_data: bool = flag(False, "--accept-invalid-data",
                                              help="train even on data that `mlffc data validate` rejects"),
 ):
     """Distil the labels in DATA into a student (resumes an interrupted run in --out).
@@ -273,7 +279,7 @@ def compile_command(
     precision: Optional[str] = typer.Option(None, help="linear-layer precision instead of the target's: fp32, tf32, bf16, fp16"),
     data: Optional[Path] = typer.Option(None, help="labelled HDF5: accuracy vs the teacher on its test split"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact directory to write"),
-    plan_only: bool = typer.Option(False, "--plan", help="print the pipeline and exit"),
+    plan_only: bool = flag(False, "--plan", help="print the pipeline and exit"),
 ):
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
@@ -301,7 +307,7 @@ def check(
     max_force_mae: float = typer.Option(0.1, help="eV/Å"),
     max_energy_mae: float = typer.Option(0.01, help="eV/atom"),
     plot: Optional[Path] = typer.Option(None, help="write a parity plot (PNG)"),
-    md: bool = typer.Option(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
+    md: bool = flag(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
     teacher: Optional[str] = typer.Option(None, help="teacher for --md (default: the manifest's, else ani1x)"),
     md_molecule: str = typer.Option("CH3CH2OH", help="molecule for NVE in vacuum (ASE name)"),
     md_box: int = typer.Option(27, help="water molecules in the periodic box"),
@@ -330,7 +336,8 @@ def check(
     _at_least(md_box=(md_box, 1), md_steps=(md_steps, 1), rdf_steps=(rdf_steps, 1), equilibration=(equilibration, 0))
     report: dict = {"artifact": str(artifact), "failures": []}
     if data is not None:
-        report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
+        with console.status(f"checking {artifact} on the {split} split of {data}"):
+            report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
         _print_check(report)
     if md:
         settings = MdSettings(molecule=md_molecule, box_molecules=md_box, nve_steps=md_steps, nvt_steps=rdf_steps,
@@ -351,7 +358,7 @@ def distill(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML recipe (docs/training.md); the bundled "
                                        "one: mlffc/configs/distill.yaml"),
     workdir: Path = typer.Option(..., help="where seeds, data, runs and distill.json go; a re-run resumes"),
-    fresh: bool = typer.Option(False, help="delete this workdir's data and record and start over"),
+    fresh: bool = flag(False, help="delete this workdir's data and record and start over"),
 ):
     """Seeds -> teacher labels -> student -> rounds of the student's own MD, the frames it is least
     sure of labelled by the teacher and trained on (resumes an interrupted loop)."""
@@ -374,8 +381,8 @@ def distill(
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
-    fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
-    from_scratch: bool = typer.Option(False, help="train a new student instead of fine-tuning the bundled pretrained one"),
+    fresh: bool = flag(False, help="redo every step instead of reusing finished ones"),
+    from_scratch: bool = flag(False, help="train a new student instead of fine-tuning the bundled pretrained one"),
 ):
     """The whole pipeline on the bundled ANI-1x teacher: generate, train (fine-tune the bundled
     pretrained student), compile for cpu, check, report. The report shows the check's verdict;

@@ -127,6 +127,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     train_frames, val_frames = frames.split_named("train"), frames.split_named("val")
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise MlffcError(f"{config.data} needs frames in both the train and val splits")
+    check_finite_labels(frames.select(frames.split < 2), config.data)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -257,6 +258,21 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         plot_history(state["history"], out_dir / "loss_curve.png")
     best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else ema.module
     return best_student, {"history": state["history"], "best": state["best"], "steps": state["step"]}
+
+
+def check_finite_labels(frames: Frames, data) -> None:
+    """Refuse train or val frames with a NaN or infinite position, energy, force or stress, naming
+    them: one would make every later weight NaN (the force scale alone is fitted over all frames)."""
+    atom_frame = np.repeat(np.arange(len(frames)), frames.natoms)
+    bad = ~np.isfinite(frames.energy)
+    for values in (frames.positions, frames.forces):
+        np.logical_or.at(bad, atom_frame, ~np.isfinite(values).all(axis=1))
+    if frames.stress is not None:
+        bad |= ~np.isfinite(frames.stress.reshape(len(frames), -1)).all(axis=1)
+    if bad.any():
+        named = ", ".join(f"{frames.group[k]} ({frames.sampler[k]})" for k in np.flatnonzero(bad)[:5])
+        raise MlffcError(f"{data}: {int(bad.sum())} train/val frame(s) with NaN or infinite positions or labels: {named}; "
+                         f"see `mlffc data validate {data}`")
 
 
 def frames_of(state: dict, frames: Frames) -> str:
