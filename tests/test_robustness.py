@@ -361,3 +361,83 @@ def test_structure_checks_name_cells():
 def test_compute_of_nothing(artifact):
     with pytest.raises(MlffcError, match="at least one structure"):
         load(artifact).compute([])
+
+
+# --- options refused before any work ------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (("compile", "s.safetensors", "--out", "a", "--threads", 0), "threads must be an integer >= 1, got 0"),
+    (("compile", "s.safetensors", "--out", "a", "--threads", -3), "threads must be an integer >= 1, got -3"),
+    (("train", "--data", "d.h5", "--out", "r", "--epochs", 0), "--epochs must be 1 or more"),
+    (("train", "--data", "d.h5", "--out", "r", "--epochs", -5), "--epochs must be 1 or more"),
+    (("generate", "--out", "d.h5", "--md-interval", 0), "--md-interval must be 1 or more"),
+    (("generate", "--out", "d.h5", "--spread-quantile", 1.5), "--spread-quantile must be in"),
+    (("generate", "--out", "d.h5", "--limit", -1), "--limit must be 1 or more"),
+    (("generate", "--out", ".", "--limit", 1), "is a directory: give an HDF5 file name"),
+    (("check", "a", "--md", "--timestep", 0), "--timestep must be > 0"),
+    (("check", "a", "--md", "--timestep", -1), "--timestep must be > 0"),
+    (("check", "a", "--md", "--md-box", 0), "--md-box must be 1 or more"),
+    (("check", "a", "--data", "d.h5", "--split", "bogus"), "--split must be one of train, val, test"),
+])
+def test_cli_refuses_bad_options_with_a_message(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    error = invoke(*args).exception
+    assert isinstance(error, MlffcError) and message in str(error), error
+
+
+def invoke(*args):
+    """The command line in this process (what `mlffc` runs; main() turns an MlffcError into exit 2)."""
+    from typer.testing import CliRunner
+
+    from mlffc.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_shards_out_must_be_a_directory(tmp_path):
+    (tmp_path / "f.h5").write_text("x")
+    error = invoke("generate", "--out", tmp_path / "f.h5", "--shards", 2).exception
+    assert isinstance(error, MlffcError) and "with --shards, --out names a directory" in str(error)
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("student: {cutoff: -4}\n", "student setting cutoff must be a finite number > 0"),
+    ("student: {cutoff: 0}\n", "student setting cutoff must be a finite number > 0"),
+    ("lr: -0.1\n", "lr must be a finite number >= 0, got -0.1"),
+    ("lr: fast\n", "lr must be a finite number >= 0, got 'fast'"),
+    ("threads: -2\n", "threads must be >= 0, got -2"),
+    ("student: {widht: 3}\n", "student moment has no setting 'widht'"),
+    ("- epochs: 3\n", "must hold a mapping of training settings"),
+])
+def test_training_config_is_checked_before_any_work(tmp_path, yaml_text, message):
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    with pytest.raises(MlffcError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig.from_file(tmp_path / "c.yaml")
+
+
+def test_dataset_whose_atom_counts_disagree_with_its_arrays(tmp_path, small_data):
+    import h5py
+
+    shutil.copyfile(small_data, tmp_path / "d.h5")
+    with h5py.File(tmp_path / "d.h5", "a") as handle:
+        natoms = handle["natoms"][()]
+        natoms[0] += 1
+        del handle["natoms"]
+        handle["natoms"] = natoms
+    with pytest.raises(MlffcError, match="d.h5 is inconsistent: array 'numbers' has"):
+        read_frames(tmp_path / "d.h5")
+
+
+def test_checkpoints_are_written_0644_like_everything_else(tmp_path, trained_run):
+    from mlffc.students import save_student
+
+    save_student(trained_run[1], tmp_path / "s.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "s.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_flags_take_no_value_in_help_and_targets_keep_their_width():
+    lines = [line for line in invoke("train", "--help").stdout.splitlines() if "--help" not in line]  # typer's own
+    assert any("--restart" in line for line in lines) and not any("<bool>" in line for line in lines)
+    assert max(len(line) for line in invoke("targets").stdout.splitlines()) > 100  # piped: not squashed to 80

@@ -284,9 +284,6 @@ def compile_command(
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
 
-    _at_least(threads=(threads, 1))
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise MlffcError(f"--out {out_dir} is a file; compile writes an artifact directory: choose a directory")
     pass_list = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
     resolved = resolve_target(target, backend, threads, pass_list, precision)
     if plan_only:

@@ -75,6 +75,8 @@ def resolve_target(name: str, backend: str | None = None, threads: int | None = 
             raise MlffcError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
         target = replace(target, precision=precision)
     if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise MlffcError(f"threads must be an integer >= 1, got {threads!r}")
         target = replace(target, threads=threads)
     return target
 

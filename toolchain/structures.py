@@ -28,6 +28,10 @@ def check_structures(
             raise MlffcError(f"{where}: expected an ase.Atoms object")
         if len(atoms) == 0:
             raise MlffcError(f"{where}: has no atoms")
+        numbers = atoms.numbers
+        if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
+            bad = int(numbers[(numbers < 1) | (numbers >= len(chemical_symbols))][0])
+            raise MlffcError(f"structure {index}: atomic number {bad} is not an element (1-{len(chemical_symbols) - 1})")
         positions = atoms.positions
         if not np.all(np.isfinite(positions)):
             bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
