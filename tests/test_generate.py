@@ -82,6 +82,17 @@ def test_packed_box_has_no_overlaps_at_the_density_asked(rng):
     assert not cluster.pbc.any() and np.abs(cluster.positions.mean(axis=0)).max() < 1e-9
 
 
+def test_a_molecule_larger_than_the_box_never_meets_its_own_image():
+    """Two icosane chains (~14.5 Å long) at liquid density would want a ~11.6 Å box."""
+    from mlffc.data.chemistry import molecule_from_smiles
+
+    chain = molecule_from_smiles("C" * 20, None, seed=0)
+    for seed in range(5):
+        box = packed_molecules([chain, chain], density=0.8, rng=np.random.default_rng(seed), periodic=True)
+        inside = box.get_all_distances(mic=True)[np.triu_indices(len(box), 1)]
+        assert inside.min() > 0.9  # C-H bonds; an atom meeting its own molecule's image comes far closer
+
+
 def test_selection_keeps_disagreement_and_drops_duplicates(teacher, rng):
     water = molecule("H2O")
     frames_in = [("g2/H2O", "seed", water)] + [("g2/H2O", "rattle0.1", water.copy()) for _ in range(9)]
@@ -184,3 +195,35 @@ def test_normal_mode_samples_have_the_intended_energy_scale(teacher):
     assert harmonic.mean() == pytest.approx(expected, rel=0.08)
     reference = teacher.compute([minimum]).energy[0]
     assert (teacher.compute(samples).energy - reference).mean() == pytest.approx(expected, rel=0.15)
+
+
+def test_sampling_takes_hessians_in_the_teachers_own_precision(teacher):
+    """ANI's float32 second derivatives came out NaN for some relaxed molecules (propene, an
+    indole-benzene stack): trajectories may run on the float32 sampler, Hessians may not, and a
+    NaN Hessian is never eigensolved."""
+    from mlffc.errors import MlffcError
+
+    class NanHessians:  # a sampler whose second derivatives are garbage
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def hessians(self, structures):
+            return [np.full((3 * len(a), 3 * len(a)), np.nan) for a in structures]
+
+    class Precise(NanHessians):  # the teacher itself: exact Hessians, a NaN-Hessian sampler
+        def hessians(self, structures):
+            return self.inner.hessians(structures)
+
+        def sampler(self):
+            return NanHessians(self.inner)
+
+    seeds = [(g, a) for g, a in seed_molecules() if g == "g2/C3H6_Cs"]
+    config = SamplingConfig(mutants_per_seed=0, rattles_per_scale=0, normal_modes_per_temperature=2, md_steps=0,
+                            packed_systems=0, spread_quantile=0.0)
+    frames = generate(seeds, Precise(teacher), config, holdout=(0.0, 0.0))
+    assert sum(s.startswith("nm") for s in frames.sampler.tolist()) == 2 * len(config.normal_mode_temperatures)
+    with pytest.raises(MlffcError, match="Hessian of C3H6 has non-finite"):
+        normal_modes(seeds[0][1], np.full((27, 27), np.nan))

@@ -42,7 +42,8 @@ def test_one_on_policy_round_end_to_end_and_resume(tmp_path):
     assert first["added"]["added"] == len(added) and first["added"]["trajectories"] >= 4
     for split in ("val", "test"):
         assert np.isfinite(first[split]["all"]["force_mae"]) and first[split]["all"]["frames"] > 0
-    assert json.loads((tmp_path / RECORD).read_text())["best"].endswith("round-01/student.safetensors")
+    best = min(record["rounds"], key=lambda r: r["val"]["all"]["force_mae"] + r["val"]["all"]["energy_mae_per_atom"])
+    assert json.loads((tmp_path / RECORD).read_text())["best"].endswith(f"round-{best['round']:02d}/student.safetensors")
 
     # an interrupted loop: round 1's data survived, its training did not; only that is redone
     stamp = (tmp_path / "data" / "round-01.h5").stat().st_mtime_ns
@@ -80,3 +81,16 @@ def test_atomic_energy_labels_round_trip_and_sum_to_the_energy(small_data, tmp_p
     np.testing.assert_allclose(sums, frames.energy, rtol=0, atol=1e-8)
     write_frames(tmp_path / "copy.h5", frames)
     np.testing.assert_array_equal(read_frames(tmp_path / "copy.h5").atomic_energy, frames.atomic_energy)
+
+
+def test_a_resumed_loop_sees_the_seeds_of_the_first_run(tmp_path):
+    """The seeds file rounds positions (RDKit conformers have all their digits): the first run must
+    use what a resumed run reads back."""
+    from mlffc.data.generate import seeds_sha256
+    from mlffc.trainers.loop import cached_seeds
+
+    config = DistillConfig(seeds="fragments:4", workers=1)
+    first = cached_seeds(config, ("H", "C", "N", "O"), tmp_path)
+    again = cached_seeds(config, ("H", "C", "N", "O"), tmp_path)
+    assert len(first) == 4 and seeds_sha256(first) == seeds_sha256(again)
+    assert {a.info.get("family") for _, a in first} == {a.info.get("family") for _, a in again}

@@ -96,6 +96,7 @@ def test_two_processes_match_one(tmp_path, small_data):
                              str(tmp_path / "config.yaml"), "--out", str(tmp_path / "ddp")],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
     single, ddp = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
     for name, value in single.items():
         if value.is_floating_point():

@@ -145,6 +145,11 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
         student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
 
+    if ranks.world > 1:
+        # the double backward lays out some weights' gradients transposed ([1, n] with strides
+        # [1, 1]); DDP's buckets want the parameter's own strides, so hand them over in that layout
+        for parameter in student.parameters():
+            parameter.register_hook(lambda grad: grad.clone(memory_format=torch.contiguous_format))
     model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch, min_frames=ranks.world))

@@ -220,7 +220,9 @@ def run_distill(config: DistillConfig, workdir: Path, fresh: bool = False) -> di
                              data_dir / f"round-{number:02d}.h5")
         record["rounds"] = [r for r in record["rounds"] if r["round"] != number] + [entry]
         write_json(record_path, record)
-    record["best"] = str(runs_dir / f"round-{config.rounds:02d}" / CHECKPOINT)
+    # round data comes from training molecules, so every round is scored on the same validation frames
+    best = min((r for r in record["rounds"] if r["round"] <= config.rounds), key=_round_validation_score)
+    record["best"] = str(runs_dir / f"round-{best['round']:02d}" / CHECKPOINT)
     write_json(record_path, record)
     return record
 
@@ -253,15 +255,23 @@ def train_in_processes(config: TrainConfig, run_dir: Path, processes: int):
 
 def cached_seeds(config: DistillConfig, elements, directory: Path) -> list[tuple[str, Atoms]]:
     """The recipe's seeds, embedded once: an extxyz file keyed by the seeds setting (RDKit
-    conformers cost ~0.1 s per drug-like molecule; a resumed loop reads them back)."""
+    conformers cost ~0.1 s per drug-like molecule; a resumed loop reads them back). Returned as
+    read back from the file, so a first run and a resumed one see the same seeds to the bit (the
+    file rounds positions) and their shards the same seeds hash."""
+    import ase.io
+
+    key = zlib.crc32(json.dumps([config.seeds, config.on_problem, sorted(elements)]).encode())
+    path = directory / f"seeds-{key:08x}.extxyz"
+    if not path.exists():
+        _embed_seeds(config, elements, path)
+    return [(atoms.info.pop("group"), atoms) for atoms in ase.io.read(path, index=":")]
+
+
+def _embed_seeds(config: DistillConfig, elements, path: Path) -> None:
     import ase.io
 
     from mlffc.data.seeds import load_seeds
 
-    key = zlib.crc32(json.dumps([config.seeds, config.on_problem, sorted(elements)]).encode())
-    path = directory / f"seeds-{key:08x}.extxyz"
-    if path.exists():
-        return [(atoms.info.pop("group"), atoms) for atoms in ase.io.read(path, index=":")]
     seeds, problems = load_seeds(config.seeds, elements, config.on_problem, workers=config.workers)
     if problems:
         console.print(f"[yellow]skipped {len(problems)} seed entries[/] (first: {problems[0]})")
@@ -269,9 +279,6 @@ def cached_seeds(config: DistillConfig, elements, directory: Path) -> list[tuple
         for group, atoms in seeds:
             atoms.info["group"] = group
         ase.io.write(tmp, [atoms for _, atoms in seeds], format="extxyz")
-        for _, atoms in seeds:
-            del atoms.info["group"]
-    return seeds
 
 
 def on_policy_frames(checkpoint: Path, frames, teacher, rounds: RoundConfig, seed: int):
@@ -370,6 +377,13 @@ def _write_round(path: Path, frames, attrs: dict, number: int) -> None:
     write_frames(path, frames)
     console.print(f"round {number}: {len(frames)} frames added of {frames.attrs['round']['candidates']} candidates "
                   f"({frames.attrs['round']['unstable']} of {frames.attrs['round']['trajectories']} trajectories ended early)")
+
+
+def _round_validation_score(entry: dict) -> float:
+    from mlffc.trainers.distill import validation_score
+
+    val = entry["val"]["all"]
+    return validation_score({"val_force_mae": val["force_mae"], "val_energy_mae_per_atom": val["energy_mae_per_atom"]})
 
 
 def _round_entry(number: int, student, frames, result: dict, seconds: float, round_data: Path) -> dict:

@@ -12,6 +12,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import molecule as ase_molecule
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
 from mlffc.errors import MlffcError
@@ -49,12 +50,15 @@ def packed_molecules(
     orientations and positions with no two atoms of different molecules nearer than MIN_GAP:
     into a cubic periodic box, or a sphere, whose volume gives `density` (g/cm^3). When a
     molecule finds no place in INSERTION_ATTEMPTS tries, the volume grows by GROWTH (the
-    placed molecules move with it), so the density reached can be lower than asked."""
+    placed molecules move with it), so the density reached can be lower than asked. A box is never
+    smaller than the largest molecule's diameter plus MIN_GAP, so no molecule meets its own image."""
     if not molecules or density <= 0:
         raise MlffcError("packing needs at least one molecule and a positive density")
     volume = sum(m.get_masses().sum() for m in molecules) / density * AMU_PER_G_CM3
     order = sorted(range(len(molecules)), key=lambda k: -len(molecules[k]))
     size = volume ** (1 / 3) if periodic else (3 * volume / (4 * np.pi)) ** (1 / 3)  # box side or sphere radius
+    if periodic:  # no molecule may reach its own periodic image
+        size = max(size, max(_diameter(m) for m in molecules) + MIN_GAP)
     placed: list[np.ndarray] = []  # centred, rotated positions of each placed molecule
     centres: list[np.ndarray] = []
     for k in order:
@@ -83,6 +87,11 @@ def packed_molecules(
     box = Atoms(numbers=numbers, positions=positions, cell=np.eye(3) * size, pbc=True)
     box.wrap()
     return box
+
+
+def _diameter(molecule: Atoms) -> float:
+    """The largest distance between two atoms of `molecule` (whatever its orientation)."""
+    return float(pdist(molecule.positions).max()) if len(molecule) > 1 else 0.0
 
 
 def _in_ball(rng: np.random.Generator, radius: float) -> np.ndarray:

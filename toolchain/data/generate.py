@@ -125,14 +125,17 @@ def sample_configurations(
     their mutants and relaxed by the teacher (all at once); then each seed gives itself, rattles,
     strains (crystals), normal-mode samples (molecules, from the teacher's Hessian at the
     minimum) and MD frames. Rattles, strains and normal modes draw from one RNG stream per group
-    (config.seed and the group name); mutants and MD from streams of the shard."""
+    (config.seed and the group name); mutants and MD from streams of the shard. Relaxation and
+    MD run on `teacher.sampler()` (float32 where the teacher has it); Hessians on `teacher`
+    itself (float32 second derivatives of ANI came out NaN for some molecules)."""
+    sampler = teacher.sampler()
     molecules = [(group, atoms) for group, atoms in seeds if not atoms.pbc.any()]
     crystals = [(group, atoms) for group, atoms in seeds if atoms.pbc.all()]
     if molecules:
         if config.mutants_per_seed:
             molecules += mutate_seeds(molecules, config.mutants_per_seed, np.random.default_rng([config.seed, shard, 1]))
         with console.status(f"relaxing {len(molecules)} molecules with the teacher"):
-            relaxed = relax_molecules([atoms for _, atoms in molecules], teacher, config.relax_fmax, config.relax_steps)
+            relaxed = relax_molecules([atoms for _, atoms in molecules], sampler, config.relax_fmax, config.relax_steps)
         molecules = [(group, atoms) for (group, _), atoms in zip(molecules, relaxed) if atoms is not None]
     hessians = {}
     if molecules and config.normal_modes_per_temperature and config.normal_mode_temperatures:
@@ -158,13 +161,13 @@ def sample_configurations(
             rng = np.random.default_rng([config.seed, shard, int(temperature)])
             if molecules:
                 progress.update(task, status=f"{temperature:g} K, {len(molecules)} molecules")
-                trajectories = gas_md([atoms for _, atoms in molecules], teacher, temperature, config, rng)
+                trajectories = gas_md([atoms for _, atoms in molecules], sampler, temperature, config, rng)
                 for (group, _), frames in zip(molecules, trajectories):
                     sampled += [(group, f"md{temperature:g}K", f) for f in frames]
                 progress.advance(task)
             for group, atoms in crystals:
                 progress.update(task, status=f"{temperature:g} K, {group} ({len(atoms)} atoms)")
-                sampled += [(group, f"md{temperature:g}K", f) for f in crystal_md(atoms, teacher.calculator(), temperature, config, rng)]
+                sampled += [(group, f"md{temperature:g}K", f) for f in crystal_md(atoms, sampler.calculator(), temperature, config, rng)]
                 progress.advance(task)
     return [(group, sampler, f) for group, sampler, f in sampled if closest_pair(f, config.min_distance) is None]
 
@@ -287,7 +290,7 @@ def generate(
         raise MlffcError(f"shard {shard} of {shards}: there are {units_of_work} units of work "
                          f"({len(families(seeds))} seed families, {config.packed_systems} packed systems)")
     codes = split_codes(seeds, holdout, config.seed)
-    sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher.sampler(), config, shard)
+    sampled = sample_configurations(shard_seeds(seeds, shard, shards), teacher, config, shard)
     sampled += packed_configurations(seeds, codes, config, holdout, teacher.info.capabilities.periodic, shard, shards)
     frames = label(sampled, teacher)
     frames = frames.select(energy_robust_z(frames) <= MAX_ROBUST_Z)  # what validation would call broken

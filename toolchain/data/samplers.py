@@ -102,6 +102,8 @@ def normal_modes(atoms: Atoms, hessian: np.ndarray) -> tuple[np.ndarray, np.ndar
     eigenvalues w² (eV/(Å² amu)) of the mass-weighted Hessian with rigid translations and
     rotations projected out, and the modes as Cartesian displacements per unit mass-weighted
     amplitude [M, n, 3] (M = 3n - 6, or 3n - 5 for a linear molecule)."""
+    if not np.isfinite(hessian).all():
+        raise MlffcError(f"the teacher's Hessian of {atoms.get_chemical_formula()} has non-finite entries")
     masses = np.repeat(atoms.get_masses(), 3)
     centred = atoms.positions - atoms.get_center_of_mass()
     root = np.sqrt(atoms.get_masses())[:, None]
