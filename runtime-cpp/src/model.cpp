@@ -34,6 +34,32 @@ constexpr int kMaxZ = 118;
 // Closer atoms are a units or input error, not chemistry (as mlffc.structures.MIN_DISTANCE).
 constexpr double kMinDistance = 0.1;
 
+// Periodic: x - floor(x H^-1) H (rows of H the cell vectors); otherwise x - mean(x).
+std::vector<double> local_positions(int64_t n, const double* positions, const double* h, bool periodic) {
+  std::vector<double> local(positions, positions + 3 * n);
+  if (periodic) {
+    double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) + h[2] * (h[3] * h[7] - h[4] * h[6]);
+    double inv[9] = {(h[4] * h[8] - h[5] * h[7]) / det, (h[2] * h[7] - h[1] * h[8]) / det, (h[1] * h[5] - h[2] * h[4]) / det,
+                     (h[5] * h[6] - h[3] * h[8]) / det, (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
+                     (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det, (h[0] * h[4] - h[1] * h[3]) / det};
+    for (int64_t i = 0; i < n; ++i) {
+      const double* x = positions + 3 * i;
+      double shift[3];
+      for (int a = 0; a < 3; ++a) shift[a] = std::floor(x[0] * inv[a] + x[1] * inv[3 + a] + x[2] * inv[6 + a]);
+      for (int d = 0; d < 3; ++d) local[3 * i + d] = x[d] - (shift[0] * h[d] + shift[1] * h[3 + d] + shift[2] * h[6 + d]);
+    }
+    return local;
+  }
+  double mean[3] = {0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int d = 0; d < 3; ++d) mean[d] += positions[3 * i + d] / static_cast<double>(n);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int d = 0; d < 3; ++d) local[3 * i + d] -= mean[d];
+  }
+  return local;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -148,6 +174,10 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
 
   Result result;
   auto started = std::chrono::steady_clock::now();
+  // positions moved near the origin in double, as the Python runtime does (mlffc/graph.py
+  // local_positions): wrapped into the cell, or centred; float32 then keeps their precision
+  std::vector<double> local = local_positions(n, positions, cell, periodic);
+  positions = local.data();
   Neighbours pairs = neighbour_list(n, positions, cell, periodic, impl_->manifest.cutoff);
   int64_t edges = static_cast<int64_t>(pairs.size());
   auto edge_index = at::empty({2, edges}, at::kLong);
@@ -180,15 +210,9 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
   auto species_tensor = at::empty({n}, at::kLong);
   float* xp = positions_tensor.data_ptr<float>();
   int64_t* zp = species_tensor.data_ptr<int64_t>();
-  // centred in double before float32 (edge vectors do not change): a structure 1e7 Å from the
-  // origin keeps ~1e-6 Å instead of ~1 Å
-  double mean[3] = {0, 0, 0};
-  for (int64_t i = 0; i < n; ++i) {
-    for (int d = 0; d < 3; ++d) mean[d] += positions[3 * i + d] / static_cast<double>(n);
-  }
   for (int64_t i = 0; i < n; ++i) {
     zp[i] = species[i];
-    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(positions[3 * i + d] - mean[d]);
+    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(positions[3 * i + d]);
   }
   auto batch = at::zeros({n}, at::kLong);
   result.neighbours_seconds = seconds_since(started);
