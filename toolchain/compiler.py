@@ -12,6 +12,7 @@ nequip's compile).
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -74,6 +75,8 @@ def resolve_target(name: str, backend: str | None = None, threads: int | None = 
             raise MlffcError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
         target = replace(target, precision=precision)
     if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise MlffcError(f"threads must be an integer >= 1, got {threads!r}")
         target = replace(target, threads=threads)
     return target
 
@@ -113,7 +116,9 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     backend = get_backend(target.backend)
     if target.device not in backend.devices:
         raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
+    check_destination(Path(out), [Path(student_path)] + ([Path(data)] if data else []))
     student, meta = load_student(student_path)
+    check_finite_weights(student, student_path)
     dataset = read_dataset(data) if data else None
     frames = dataset.split_named("test") if dataset else None  # reported only: nothing is chosen on it
     example = example_graph(student)
@@ -125,7 +130,7 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             if not record["applied"]:
                 console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
         exported = export(graph_module, example)
-        with atomic_directory(out) as tmp:
+        with atomic_directory(out, may_replace=replaceable_artifact) as tmp:
             payload = backend.lower(exported, target, tmp)
             shutil.copyfile(student_path, tmp / STUDENT_FILE)
             manifest = _manifest(student, meta, target, backend, payload, records, tmp)
@@ -141,6 +146,45 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             manifest["compile_seconds"] = time.perf_counter() - started
             write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def check_destination(out: Path, inputs: list[Path]) -> None:
+    """Refuse, before any work, an --out that compile must not replace: a file, the working
+    directory or one above it, a directory holding an input, or a non-empty directory that is not
+    an earlier artifact (replaceable_artifact)."""
+    if out.exists() and not out.is_dir():
+        raise MlffcError(f"--out {out} is a file; compile writes an artifact directory: choose a directory")
+    target = out.resolve()
+    for protected, what in [(Path.cwd().resolve(), "the working directory"), *((p.resolve(), f"the input {p}") for p in inputs)]:
+        if target == protected or target in protected.parents:
+            raise MlffcError(f"--out {out} would replace {what} (or a directory holding it): choose a new directory")
+    if out.is_dir() and any(out.iterdir()):
+        replaceable_artifact(out)
+
+
+def replaceable_artifact(path: Path) -> None:
+    """Return when `path` is an earlier mlffc artifact and holds nothing its manifest does not
+    name (so replacing it loses nothing else); otherwise MlffcError saying what is in the way."""
+    advice = "choose another --out, or empty it yourself"
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        names = {MANIFEST, *manifest["payload"], manifest["model"]["checkpoint"]["file"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MlffcError(f"--out {path} holds files and is not an earlier mlffc artifact (no readable {MANIFEST}: "
+                         f"{type(exc).__name__}); compile replaces only its own artifacts: {advice}") from None
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in names)
+    if foreign:
+        raise MlffcError(f"--out {path} is an earlier artifact but also holds {', '.join(foreign[:5])}"
+                         f"{' ...' if len(foreign) > 5 else ''}, which compile did not make: {advice}")
+
+
+def check_finite_weights(student: Student, path: Path) -> None:
+    """Refuse a student with a NaN or infinite parameter or buffer: it would compile, and compare
+    equal to its own NaN outputs."""
+    for name, tensor in student.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MlffcError(f"{path}: student weight {name} holds {int((~torch.isfinite(tensor)).sum())} NaN or infinite "
+                             f"values (a diverged training?); retrain it")
 
 
 def calibration_set(student: Student, frames) -> Calibration:
@@ -226,9 +270,10 @@ def worst_difference(results) -> dict[str, float]:
         energy, forces = energy.detach().cpu().double(), forces.detach().cpu().double()
         energy_ref, forces_ref = energy_ref.detach().double(), forces_ref.detach().double()
         natoms = torch.bincount(graph.batch, minlength=graph.num_structures).to(torch.float64)
-        worst["energy_per_atom"] = max(worst["energy_per_atom"], float(((energy - energy_ref) / natoms).abs().max()))
         scaled = (forces - forces_ref).abs() / forces_ref.abs().clamp(min=1.0)
-        worst["forces"] = max(worst["forces"], float(scaled.max()))
+        for key, difference in (("energy_per_atom", ((energy - energy_ref) / natoms).abs()), ("forces", scaled)):
+            # NaN propagates (Python's max() would drop it: NaN compares false)
+            worst[key] = float(torch.cat([difference.flatten(), torch.tensor([worst[key]], dtype=torch.float64)]).max())
     return worst
 
 
@@ -240,7 +285,7 @@ def frame_graphs(frames, cutoff: float, max_atoms: int = 4096):
 def acceptance(compiled: CompiledModel, eager: list, graphs, tolerance: dict) -> dict:
     """Compiled vs the eager outputs on the calibration graphs; refuse beyond tolerance."""
     worst = worst_difference(((compiled.run(g)[:2], outputs, g) for outputs, g in zip(eager, graphs)))
-    if any(worst[k] > tolerance[k] for k in worst):
+    if not all(worst[k] <= tolerance[k] for k in worst):  # NaN fails
         raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
 
