@@ -18,6 +18,7 @@ from mlffc.data.clusters import molecular_cluster
 from mlffc.graph import neighbour_list
 from mlffc.runtime import load
 from mlffc.runtime.build_cpp import build_cpp, missing_tools
+from mlffc.runtime.manifest import sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -205,3 +206,58 @@ def test_runner_reads_what_python_json_writes(cpp_runner, artifact, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=1))
     write(tmp_path / "h2o.xyz", molecule("H2O"))
     assert len(frames_of(run(cpp_runner, copy, tmp_path / "h2o.xyz"))) == 1
+
+
+def _outside(manifest, copy, name):
+    outside = copy.parent / "evil.so"
+    shutil.copyfile(copy / manifest["backend"]["entry"], outside)
+    manifest["payload"][name] = sha256_file(outside)
+    manifest["backend"]["libraries"] = [name]
+    return outside
+
+
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink", "unlisted entry", "older schema"])
+def test_runner_refuses_files_outside_the_artifact(cpp_runner, artifact, tmp_path, case):
+    """Issue 11: payload and library names must resolve inside the artifact and be hashed."""
+    copy = _copy(artifact, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    if case == "dotdot":
+        _outside(manifest, copy, "../evil.so")
+        message = "outside the artifact directory"
+    elif case == "absolute":
+        _outside(manifest, copy, str(tmp_path / "evil.so"))
+        message = "only relative names inside the artifact"
+    elif case == "symlink":
+        (copy / "link.so").symlink_to(_outside(manifest, copy, "link.so"))
+        message = "outside the artifact directory"
+    elif case == "unlisted entry":
+        shutil.copyfile(copy / manifest["backend"]["entry"], copy / "other.pt2")
+        manifest["backend"]["entry"] = "other.pt2"
+        message = "has no hash in payload"
+    else:
+        manifest["schema_version"] = 1
+        message = "older than this runtime reads"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    write(tmp_path / "h2o.xyz", molecule("H2O"))
+    result = run(cpp_runner, copy, tmp_path / "h2o.xyz")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_runner_refuses_bad_cells_and_keeps_a_far_molecule(cpp_runner, artifact, tmp_path):
+    """Issue 11: cells checked before the neighbour search (a crash would be a negative return
+    code here); a molecule 1e7 Å out gives the energy it has at the origin."""
+    water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    cases = {"at most 1e4": water.copy(), "denser than any matter": Atoms("H", cell=np.eye(3) * 0.3, pbc=True),
+             "thick": Atoms("H", cell=np.diag([50, 50, 0.01]), pbc=True)}
+    cases["at most 1e4"].set_cell(np.diag([10, 10, 3e6]))
+    cases["at most 1e4"].pbc = True
+    for message, atoms in cases.items():
+        write(tmp_path / "bad.xyz", atoms, format="extxyz")
+        result = run(cpp_runner, artifact, tmp_path / "bad.xyz")
+        assert result.returncode == 2 and message in result.stderr, (message, result.returncode, result.stderr)
+    ethanol = molecule("CH3CH2OH")
+    far = ethanol.copy()
+    far.positions += 1e7
+    write(tmp_path / "two.xyz", [ethanol, far], format="extxyz")
+    near_frame, far_frame = frames_of(run(cpp_runner, artifact, tmp_path / "two.xyz"))
+    assert abs(near_frame["energy"] - far_frame["energy"]) < 1e-4

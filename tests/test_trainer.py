@@ -12,6 +12,7 @@ from mlffc.errors import MlffcError
 from mlffc.trainers import TrainConfig, train
 from mlffc.trainers.distill import STATE_FILE
 from mlffc.trainers.losses import term_errors
+from mlffc.trainers.state import load_state
 
 TINY = {"channels": 4, "hidden": [8], "interactions": 2}
 
@@ -23,7 +24,7 @@ def _config(data, **changes):
 
 
 def _weights(run_dir):
-    return torch.load(run_dir / STATE_FILE, weights_only=False)["student"]
+    return load_state(run_dir / STATE_FILE)["student"]
 
 
 def test_resume_equals_uninterrupted(tmp_path, small_data):

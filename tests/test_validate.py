@@ -66,15 +66,41 @@ def _broken(kind):
         frames.numbers[0] = 17  # Cl
     elif kind == "splits":
         frames.split[0] = 2
+    elif kind == "units of positions":
+        frames.positions *= 100.0  # positions in the wrong units: molecules 100x too large
+    elif kind == "densities":
+        frames.pbc[:] = True
+        frames.cell[:] = np.eye(3) * 30.0  # a molecule in 27,000 Å³: 0.001 g/cm³
     return frames
 
 
 @pytest.mark.parametrize("kind", ["finite values", "interatomic distances", "energy outliers", "force outliers",
-                                  "duplicates", "elements vs teacher", "splits"])
+                                  "duplicates", "elements vs teacher", "splits", "units of positions", "densities"])
 def test_each_check_fires(kind):
     found = levels(_broken(kind))
     assert found[kind] == "error", found
     assert [check for check, level in found.items() if level == "error"] == [kind]
+
+
+@pytest.mark.parametrize("scale", [1.8897, 10.0])
+def test_positions_in_bohr_or_scaled_are_flagged(scale):
+    frames = clean_frames()
+    frames.positions *= scale
+    assert levels(frames)["units of positions"] == "error"
+
+
+def test_water_box_density_and_bonds_are_plausible():
+    from mlffc.data.clusters import molecular_cluster
+
+    box = molecular_cluster("H2O", 27, periodic=True)
+    from mlffc.data.validate import _bond_ratio, _densities
+
+    single = Frames(natoms=np.array([len(box)]), numbers=box.numbers.astype(np.uint8), positions=box.positions,
+                    cell=box.cell.array[None], pbc=np.ones((1, 3), bool), energy=np.zeros(1),
+                    forces=np.zeros((len(box), 3)), group=np.array(["box"]), split=np.zeros(1, np.uint8),
+                    sampler=np.array(["box"]), attrs={})
+    assert 0.8 < _bond_ratio(single, 0) < 1.3
+    assert 0.8 < _densities(single)[0] < 1.2
 
 
 def test_missing_teacher_element_is_a_warning():

@@ -14,6 +14,7 @@ from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
 from mlffc.plots import parity_figure, pyplot, save_figure
+from mlffc.progress import console
 from mlffc.runtime import load
 from mlffc.runtime.manifest import STUDENT_FILE
 from mlffc.students import load_student
@@ -32,8 +33,9 @@ class Limits:
 def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
     model = load(artifact)
     accepted = model.manifest["accuracy"]["vs_eager"]["tolerance"]
-    limits = replace(limits, compiled_vs_eager_forces=limits.compiled_vs_eager_forces or accepted["forces"],
-                     compiled_vs_eager_energy_per_atom=limits.compiled_vs_eager_energy_per_atom or accepted["energy_per_atom"])
+    limits = replace(limits, compiled_vs_eager_forces=_given(limits.compiled_vs_eager_forces, accepted["forces"]),
+                     compiled_vs_eager_energy_per_atom=_given(limits.compiled_vs_eager_energy_per_atom, accepted["energy_per_atom"]))
+    check_limits(asdict(limits))
     frames = read_dataset(data).split_named(split)
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")
@@ -54,7 +56,8 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "compiled_vs_eager_forces": vs_eager["forces"],
         "compiled_vs_eager_energy_per_atom": vs_eager["energy_per_atom"],
     }
-    failures = [f"{k} = {measured[k]:.3g} > {getattr(limits, k):.3g}" for k in measured if measured[k] > getattr(limits, k)]
+    failures = [failure for k in measured if (failure := gate(k, measured[k], getattr(limits, k)))]
+    failures += [f"{k} vs teacher = {v} is not finite" for k, v in vs_teacher.items() if k not in measured and not np.isfinite(v)]
     if plot is not None:
         save_figure(parity_figure(energy, forces, frames, f"{Path(artifact).name}: {len(frames)} {split} frames"), plot)
     return {
@@ -70,6 +73,28 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "failures": failures,
         "passed": not failures,
     }
+
+
+def _given(limit: float | None, default: float) -> float:
+    """A user's limit when given (0.0 included), else the default."""
+    return default if limit is None else limit
+
+
+def check_limits(limits: dict) -> None:
+    """Refuse a limit that is not a finite number >= 0, naming it."""
+    for name, limit in limits.items():
+        if not (isinstance(limit, (int, float)) and np.isfinite(limit) and limit >= 0):
+            raise MlffcError(f"limit {name} must be a finite number >= 0, got {limit!r}")
+
+
+def gate(name: str, measured: float, limit: float, unit: str = "") -> str | None:
+    """The failure message when `measured` exceeds `limit`, or is not a finite number (NaN
+    compares false with everything, so `measured > limit` alone would pass it); None if it passes."""
+    if not np.isfinite(measured):
+        return f"{name} = {measured} is not finite (limit {limit:.3g}{unit})"
+    if not measured <= limit:
+        return f"{name} = {measured:.3g} > {limit:.3g}{unit}"
+    return None
 
 
 @dataclass
@@ -102,6 +127,7 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
     from mlffc.structures import check_structures
     from mlffc.teachers import load_teacher
 
+    check_limits(asdict(limits))
     model = load(artifact)
     teacher_name = teacher or (model.manifest["model"].get("teacher") or {}).get("name") or "ani1x"
     reference = load_teacher(teacher_name)
@@ -115,18 +141,19 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
     common = {"timestep_fs": settings.timestep_fs, "temperature": settings.temperature}
     runs = {}
     for label, calculator in (("artifact", model.calculator), ("teacher", reference.calculator)):
-        runs[label] = {
-            "nve_molecule": nve_drift(gas, calculator(), settings.nve_steps, **common),
-            "nve_box": nve_drift(box, calculator(), settings.nve_steps, **common),
-            "nvt_box": nvt_rdf(box, calculator(), settings.nvt_steps, settings.equilibration, **common),
-        }
+        runs[label] = {}
+        for system, run in (("nve_molecule", lambda: nve_drift(gas, calculator(), settings.nve_steps, **common)),
+                            ("nve_box", lambda: nve_drift(box, calculator(), settings.nve_steps, **common)),
+                            ("nvt_box", lambda: nvt_rdf(box, calculator(), settings.nvt_steps, settings.equilibration, **common))):
+            with console.status(f"MD check: {system} with the {label} ({len(runs) * 3 + len(runs[label]) - 2} of 6)"):
+                runs[label][system] = run()
     failures = []
     for system in ("nve_molecule", "nve_box"):
         run = runs["artifact"][system]
         if not run["stable"]:
             failures.append(f"{system}: {run['failure']}")
-        elif run["drift_ev_per_atom_per_ps"] > limits.drift:
-            failures.append(f"{system} drift = {run['drift_ev_per_atom_per_ps']:.3g} > {limits.drift:.3g} eV/atom/ps")
+        elif failure := gate(f"{system} drift", run["drift_ev_per_atom_per_ps"], limits.drift, " eV/atom/ps"):
+            failures.append(failure)
     rdf_error = float("inf")
     artifact_nvt, teacher_nvt = runs["artifact"]["nvt_box"], runs["teacher"]["nvt_box"]
     if not artifact_nvt["stable"]:
@@ -135,8 +162,8 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
         failures.append(f"nvt_box: the teacher's run {teacher_nvt['failure']}; no RDF to compare with")
     else:
         rdf_error = float(np.mean(np.abs(np.subtract(artifact_nvt["g"], teacher_nvt["g"]))))
-        if rdf_error > limits.rdf_error:
-            failures.append(f"O-O RDF error = {rdf_error:.3g} > {limits.rdf_error:.3g}")
+        if failure := gate("O-O RDF error", rdf_error, limits.rdf_error):
+            failures.append(failure)
     if plot is not None and all(runs[k]["nvt_box"]["stable"] for k in runs):
         rdf_plot(runs, plot, title=f"{Path(artifact).name} vs {teacher_name}: O-O RDF, {settings.box_molecules} H2O, NVT {settings.temperature:.0f} K")
     return {

@@ -18,6 +18,11 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Distil a force-field teacher into a small student and compile it for a target, checked against the teacher.")
 
 
+def flag(default: bool, *names: str, help: str):
+    """A boolean option, shown without a value type in --help (it takes none)."""
+    return typer.Option(default, *names, help=help, metavar="")
+
+
 @app.command()
 def teachers():
     """List the teachers mlffc can distil from, with what each can label."""
@@ -67,7 +72,7 @@ def targets():
     table = Table("name", "device", "backend", "backends", "precision", "passes", "description", title="targets")
     for t in TARGETS.values():
         table.add_row(t.name, t.device + (f" {t.arch}" if t.arch else ""), t.backend, ", ".join(t.backends), t.precision, ", ".join(t.passes), t.description)
-    out.print(table)
+    (out if out.is_terminal else Console(width=220)).print(table)  # a pipe's default 80 columns would squash it
 
 
 @app.command()
@@ -105,7 +110,7 @@ def generate(
     workers: int = typer.Option(1, help="shards at once in a local process pool"),
     scheduler: Optional[str] = typer.Option(None, help="run the shards on the Dask scheduler at this address "
                                             "(e.g. tcp://host:8786)"),
-    overwrite: bool = typer.Option(False, help="replace existing files made with other settings"),
+    overwrite: bool = flag(False, help="replace existing files made with other settings"),
 ):
     """Sample configurations from seed structures, label them with the teacher, write HDF5 (one
     file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
@@ -115,8 +120,17 @@ def generate(
     from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
     from mlffc.data.storage import write_frames
 
+    _at_least(md_interval=(md_interval, 1), mutants_per_seed=(mutants_per_seed, 0), rattles_per_scale=(rattles_per_scale, 0),
+              strains_per_scale=(strains_per_scale, 0), normal_modes=(normal_modes, 0), hessian_vectors=(hessian_vectors, 0),
+              workers=(workers, 1), md_steps=(md_steps, 0), packed=(packed, 0), limit=(limit, 1))
+    if not 0.0 <= spread_quantile < 1.0:
+        raise MlffcError(f"--spread-quantile must be in [0, 1) (a fraction of frames to drop), got {spread_quantile}")
     if shards is None and (shard is not None or workers > 1 or scheduler):
         raise MlffcError("--shard, --workers and --scheduler need --shards")
+    if shards is None and out_path.is_dir():
+        raise MlffcError(f"--out {out_path} is a directory: give an HDF5 file name, or --shards N to write shards into it")
+    if shards is not None and out_path.exists() and not out_path.is_dir():
+        raise MlffcError(f"--out {out_path} is a file: with --shards, --out names a directory for the shard files")
     if shards is not None and (shards < 1 or (shard is not None and not 0 <= shard < shards)):
         raise MlffcError(f"--shards must be 1 or more and --shard in 0..{(shards or 1) - 1}")
     spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
@@ -198,8 +212,9 @@ def validate_data(
     from mlffc.data.validate import plot as plot_distributions, validate
     from mlffc.io import write_json
 
-    frames = read_dataset(path)
-    report = validate(frames)
+    with console.status(f"validating {path}"):
+        frames = read_dataset(path)
+        report = validate(frames)
     table = Table("check", "result", "detail", title=f"validate {path}")
     colour = {"ok": "green", "warning": "yellow", "error": "red"}
     for finding in report.findings:
@@ -214,7 +229,7 @@ def validate_data(
     if plot:
         plot_distributions(frames, report, plot)
     if json_path:
-        write_json(json_path, {"findings": [vars(f) for f in report.findings], "summary": report.summary})
+        write_json(json_path, {"findings": [vars(f) for f in report.findings], "summary": report.summary}, strict=False)
     if report.errors:
         out.print(f"[red]FAILED[/]: {len(report.errors)} check(s) found errors")
         raise typer.Exit(1)
@@ -230,7 +245,9 @@ def train(
     seed: Optional[int] = typer.Option(None, help="override the config's seed"),
     init: Optional[str] = typer.Option(None, help="start from this student checkpoint or bundled pretrained student "
                                        "(mlffc students), e.g. ani1x-moment; generate the data with --unseen-by it"),
-    restart: bool = typer.Option(False, help="start over instead of resuming the run in --out"),
+    restart: bool = flag(False, help="start over instead of resuming the run in --out"),
+    accept_invalid_data: bool = flag(False, "--accept-invalid-data",
+                                             help="train even on data that `mlffc data validate` rejects"),
 ):
     """Distil the labels in DATA into a student (resumes an interrupted run in --out).
     Several processes: torchrun --nproc_per_node N -m mlffc train ..."""
@@ -238,12 +255,14 @@ def train(
 
     from mlffc.trainers import TrainConfig, train as run_train
 
+    _at_least(epochs=(epochs, 1))
     config = TrainConfig.from_file(config_path) if config_path else TrainConfig()
     overrides = {k: v for k, v in {"data": str(data) if data else None, "epochs": epochs, "seed": seed, "init": init}.items()
                  if v is not None}
     config = replace(config, **overrides)
     if not config.data:
         raise MlffcError("no training data: pass --data or set data in the config")
+    _refuse_invalid_data(Path(config.data), accept_invalid_data)
     _, result = run_train(config, out_dir, restart=restart)
     best = result["best"]
     out.print(f"best epoch {best['epoch']}: val force MAE {best['val_force_mae']:.4f} eV/Å, "
@@ -260,7 +279,7 @@ def compile_command(
     precision: Optional[str] = typer.Option(None, help="linear-layer precision instead of the target's: fp32, tf32, bf16, fp16"),
     data: Optional[Path] = typer.Option(None, help="labelled HDF5: accuracy vs the teacher on its test split"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="artifact directory to write"),
-    plan_only: bool = typer.Option(False, "--plan", help="print the pipeline and exit"),
+    plan_only: bool = flag(False, "--plan", help="print the pipeline and exit"),
 ):
     """Compile a student for a target into a checked, self-describing artifact."""
     from mlffc.compiler import compile_student, plan, resolve_target
@@ -285,7 +304,7 @@ def check(
     max_force_mae: float = typer.Option(0.1, help="eV/Å"),
     max_energy_mae: float = typer.Option(0.01, help="eV/atom"),
     plot: Optional[Path] = typer.Option(None, help="write a parity plot (PNG)"),
-    md: bool = typer.Option(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
+    md: bool = flag(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
     teacher: Optional[str] = typer.Option(None, help="teacher for --md (default: the manifest's, else ani1x)"),
     md_molecule: str = typer.Option("CH3CH2OH", help="molecule for NVE in vacuum (ASE name)"),
     md_box: int = typer.Option(27, help="water molecules in the periodic box"),
@@ -303,11 +322,19 @@ def check(
     from mlffc.check import Limits, MdLimits, MdSettings, check_artifact, check_md
     from mlffc.io import write_json
 
+    from mlffc.data.storage import SPLITS
+
     if data is None and not md:
         raise MlffcError("check needs --data (accuracy against labels), --md (simulations), or both")
+    if split not in SPLITS:
+        raise MlffcError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
+    if not (timestep > 0 and timestep <= 10):
+        raise MlffcError(f"--timestep must be > 0 and at most 10 fs, got {timestep}")
+    _at_least(md_box=(md_box, 1), md_steps=(md_steps, 1), rdf_steps=(rdf_steps, 1), equilibration=(equilibration, 0))
     report: dict = {"artifact": str(artifact), "failures": []}
     if data is not None:
-        report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
+        with console.status(f"checking {artifact} on the {split} split of {data}"):
+            report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot)
         _print_check(report)
     if md:
         settings = MdSettings(molecule=md_molecule, box_molecules=md_box, nve_steps=md_steps, nvt_steps=rdf_steps,
@@ -317,7 +344,7 @@ def check(
         _print_md(report["md"])
     report["passed"] = not report["failures"]
     if json_path:
-        write_json(json_path, report)
+        write_json(json_path, report, strict=False)
     out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
     if not report["passed"]:
         raise typer.Exit(1)
@@ -328,7 +355,7 @@ def distill(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML recipe (docs/training.md); the bundled "
                                        "one: mlffc/configs/distill.yaml"),
     workdir: Path = typer.Option(..., help="where seeds, data, runs and distill.json go; a re-run resumes"),
-    fresh: bool = typer.Option(False, help="delete this workdir's data and record and start over"),
+    fresh: bool = flag(False, help="delete this workdir's data and record and start over"),
 ):
     """Seeds -> teacher labels -> student -> rounds of the student's own MD, the frames it is least
     sure of labelled by the teacher and trained on (resumes an interrupted loop)."""
@@ -351,8 +378,8 @@ def distill(
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path("demo"), help="where data, run and artifact go"),
-    fresh: bool = typer.Option(False, help="redo every step instead of reusing finished ones"),
-    from_scratch: bool = typer.Option(False, help="train a new student instead of fine-tuning the bundled pretrained one"),
+    fresh: bool = flag(False, help="redo every step instead of reusing finished ones"),
+    from_scratch: bool = flag(False, help="train a new student instead of fine-tuning the bundled pretrained one"),
 ):
     """The whole pipeline on the bundled ANI-1x teacher: generate, train (fine-tune the bundled
     pretrained student), compile for cpu, check, report. The report shows the check's verdict;
@@ -360,6 +387,29 @@ def demo(
     from mlffc.demo import run_demo
 
     run_demo(workdir, fresh, from_scratch)
+
+
+def _at_least(**options: tuple[int | None, int]) -> None:
+    """Refuse an integer option below its least allowed value, naming it (None: not given)."""
+    for name, (value, least) in options.items():
+        if value is not None and value < least:
+            raise MlffcError(f"--{name.replace('_', '-')} must be {least} or more, got {value}")
+
+
+def _refuse_invalid_data(path: Path, accept: bool) -> None:
+    """Run `mlffc data validate`'s checks; refuse data they reject unless told to accept it."""
+    from mlffc.data.storage import read_dataset
+    from mlffc.data.validate import validate
+
+    with console.status(f"validating {path}"):
+        errors = validate(read_dataset(path)).errors
+    if not errors:
+        return
+    found = "; ".join(f"{f.check}: {f.detail}" for f in errors)
+    if not accept:
+        raise MlffcError(f"{path} fails validation ({found}); see `mlffc data validate {path}`, "
+                         "or pass --accept-invalid-data to train on it anyway")
+    console.print(f"[yellow]training on data that fails validation (--accept-invalid-data): {found}[/]")
 
 
 def _print_seed_problems(problems) -> None:

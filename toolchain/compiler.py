@@ -15,6 +15,7 @@ nequip's compile).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -68,6 +69,8 @@ def resolve_target(name: str, backend: str | None = None, threads: int | None = 
             raise MlffcError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
         target = replace(target, precision=precision)
     if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise MlffcError(f"threads must be an integer >= 1, got {threads!r}")
         target = replace(target, threads=threads)
     return target
 
@@ -107,7 +110,9 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     backend = get_backend(target.backend)
     if target.device not in backend.devices:
         raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
+    check_destination(Path(out), [Path(student_path)] + ([Path(data)] if data else []))
     student, meta = load_student(student_path)
+    check_finite_weights(student, student_path)
     dataset = read_dataset(data) if data else None
     frames = dataset.split_named("test") if dataset else None  # reported only: nothing is chosen on it
     example = example_graph(student)
@@ -120,7 +125,7 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
             if not record["applied"]:
                 console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
         exported = export(graph_module, example)
-        with atomic_directory(out) as tmp:
+        with atomic_directory(out, may_replace=replaceable_artifact) as tmp:
             payload = backend.lower(exported, target, tmp)
             shutil.copyfile(student_path, tmp / STUDENT_FILE)
             manifest = _manifest(student, meta, target, backend, payload, records, tmp)
@@ -150,6 +155,45 @@ def optimize(student: Student, example: Graph, names: Sequence[str], settings: P
     joint = differentiate(energy_graph, example)
     joint, joint_records = run_passes(joint, names, settings, "joint", calibration, reference)
     return joint, energy_records + joint_records
+
+
+def check_destination(out: Path, inputs: list[Path]) -> None:
+    """Refuse, before any work, an --out that compile must not replace: a file, the working
+    directory or one above it, a directory holding an input, or a non-empty directory that is not
+    an earlier artifact (replaceable_artifact)."""
+    if out.exists() and not out.is_dir():
+        raise MlffcError(f"--out {out} is a file; compile writes an artifact directory: choose a directory")
+    target = out.resolve()
+    for protected, what in [(Path.cwd().resolve(), "the working directory"), *((p.resolve(), f"the input {p}") for p in inputs)]:
+        if target == protected or target in protected.parents:
+            raise MlffcError(f"--out {out} would replace {what} (or a directory holding it): choose a new directory")
+    if out.is_dir() and any(out.iterdir()):
+        replaceable_artifact(out)
+
+
+def replaceable_artifact(path: Path) -> None:
+    """Return when `path` is an earlier mlffc artifact and holds nothing its manifest does not
+    name (so replacing it loses nothing else); otherwise MlffcError saying what is in the way."""
+    advice = "choose another --out, or empty it yourself"
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        names = {MANIFEST, *manifest["payload"], manifest["model"]["checkpoint"]["file"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MlffcError(f"--out {path} holds files and is not an earlier mlffc artifact (no readable {MANIFEST}: "
+                         f"{type(exc).__name__}); compile replaces only its own artifacts: {advice}") from None
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in names)
+    if foreign:
+        raise MlffcError(f"--out {path} is an earlier artifact but also holds {', '.join(foreign[:5])}"
+                         f"{' ...' if len(foreign) > 5 else ''}, which compile did not make: {advice}")
+
+
+def check_finite_weights(student: Student, path: Path) -> None:
+    """Refuse a student with a NaN or infinite parameter or buffer: it would compile, and compare
+    equal to its own NaN outputs."""
+    for name, tensor in student.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MlffcError(f"{path}: student weight {name} holds {int((~torch.isfinite(tensor)).sum())} NaN or infinite "
+                             f"values (a diverged training?); retrain it")
 
 
 def _manifest(student: Student, meta: dict, target: Target, backend, payload: Payload, records: list[dict], directory: Path) -> dict:

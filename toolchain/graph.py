@@ -70,19 +70,33 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, periodic: bool, cuto
     return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order].astype(np.float32)
 
 
+def local_positions(positions: np.ndarray, cell: np.ndarray, periodic: bool) -> np.ndarray:
+    """Positions moved, in float64, to near the origin without changing any interatomic vector:
+    wrapped into the cell (periodic) or centred on their mean (not). float32 then keeps ~1e-6 Å
+    of a structure at 1e7 Å, where it would keep ~1 Å."""
+    positions = np.asarray(positions, np.float64)
+    if periodic and not abs(np.linalg.det(cell)) > 1e-6:
+        return positions  # a degenerate cell: refused by check_structures, nothing to wrap into
+    if periodic:
+        fractional = np.linalg.solve(cell.T, positions.T).T
+        return positions - np.floor(fractional) @ cell
+    return positions - positions.mean(axis=0) if len(positions) else positions
+
+
 def build_graph(structures: Sequence[Atoms], cutoff: float) -> Graph:
-    """Batch ASE structures into one Graph (positions and cells cast to float32)."""
-    edges, shifts, offset = [], [], 0
+    """Batch ASE structures into one Graph (positions made local, then cast to float32 with the cells)."""
+    edges, shifts, offset, local = [], [], 0, []
     for atoms in structures:
         periodic = bool(atoms.pbc.all())
-        i, j, s = neighbour_list(atoms.positions, atoms.cell.array, periodic, cutoff)
+        local.append(local_positions(atoms.positions, atoms.cell.array, periodic))
+        i, j, s = neighbour_list(local[-1], atoms.cell.array, periodic, cutoff)
         edges.append(np.stack([i, j]) + offset)
         shifts.append(s)
         offset += len(atoms)
     natoms = [len(a) for a in structures]
     cells = [a.cell.array if a.pbc.all() else np.zeros((3, 3)) for a in structures]
     return Graph(
-        positions=torch.from_numpy(np.concatenate([a.positions for a in structures]).astype(np.float32)),
+        positions=torch.from_numpy(np.concatenate(local).astype(np.float32)),
         species=torch.from_numpy(np.concatenate([a.numbers for a in structures]).astype(np.int64)),
         edge_index=torch.from_numpy(np.concatenate(edges, axis=1)),
         shifts=torch.from_numpy(np.concatenate(shifts)),

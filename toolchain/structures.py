@@ -11,6 +11,8 @@ from ase.data import chemical_symbols
 from mlffc.errors import MlffcError
 
 MIN_DISTANCE = 0.1  # Å: closer atoms are a units or generation error, not chemistry
+MAX_CELL_LENGTH = 1e4  # Å: vesin's cell list dies (SIGFPE) on cells of ~1e6 Å
+MAX_ATOM_DENSITY = 0.5  # atoms/Å³: diamond has 0.18, the densest matter ~0.2
 # The other closest-pair cuts judge made structures, not inputs, so they are looser:
 # data.validate.MIN_DISTANCE 0.5 (a stored frame), SamplingConfig.min_distance 0.6 (a sampled one),
 # data.samplers.RELAXED_MIN_DISTANCE 0.8 (a relaxed minimum), data.mutate.MUTANT_MIN_DISTANCE 0.9 (a placed atom).
@@ -29,6 +31,10 @@ def check_structures(
             raise MlffcError(f"{where}: expected an ase.Atoms object")
         if len(atoms) == 0:
             raise MlffcError(f"{where}: has no atoms")
+        numbers = atoms.numbers
+        if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
+            bad = int(numbers[(numbers < 1) | (numbers >= len(chemical_symbols))][0])
+            raise MlffcError(f"structure {index}: atomic number {bad} is not an element (1-{len(chemical_symbols) - 1})")
         positions = atoms.positions
         if not np.all(np.isfinite(positions)):
             bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
@@ -45,10 +51,34 @@ def check_structures(
         if pbc.all():
             if not allow_periodic:
                 raise MlffcError(f"{where}: periodic cells are not supported by this model")
-            if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
-                raise MlffcError(f"{where}: periodic but the cell has zero volume")
-        if len(atoms) > 1:
+            check_cell(atoms.cell.array, len(atoms), where)
+        if len(atoms) > 1 or pbc.all():
             _check_min_distance(atoms, where)
+
+
+def check_cell(cell, natoms: int, where="the structure") -> None:
+    """A periodic cell the neighbour search and the model can take: finite, vectors of at most
+    MAX_CELL_LENGTH Å (longer ones crash the native neighbour search), non-degenerate, every
+    perpendicular width at least MIN_DISTANCE (else each atom sits on its own image) and no denser
+    than MAX_ATOM_DENSITY (a cell in the wrong units, or far smaller than the cutoff needs)."""
+    cell = np.asarray(cell, dtype=np.float64)
+    if cell.shape != (3, 3) or not np.isfinite(cell).all():
+        raise MlffcError(f"{where}: the cell must be 3 x 3 finite numbers (Å), got {cell.tolist()}")
+    lengths = np.linalg.norm(cell, axis=1)
+    if lengths.max() > MAX_CELL_LENGTH:
+        raise MlffcError(f"{where}: cell vector of {lengths.max():.3g} Å; at most {MAX_CELL_LENGTH:g} Å is allowed "
+                         "(for a molecule or slab in vacuum, leave pbc off)")
+    volume = abs(float(np.linalg.det(cell)))
+    if volume < 1e-6:
+        raise MlffcError(f"{where}: periodic but the cell has zero volume")
+    widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    if widths.min() < MIN_DISTANCE:
+        raise MlffcError(f"{where}: the cell is {widths.min():.3g} Å thick (perpendicular width); every atom would be "
+                         f"within {MIN_DISTANCE} Å of its own image: cell must be in Å and at least {MIN_DISTANCE} Å across")
+    density = natoms / volume
+    if density > MAX_ATOM_DENSITY:
+        raise MlffcError(f"{where}: {natoms} atoms in {volume:.3g} Å³ is {density:.3g} atoms/Å³, denser than any matter "
+                         f"(at most {MAX_ATOM_DENSITY} allowed; diamond has 0.18): the cell must be in Å")
 
 
 def charge_and_spin(atoms: Atoms, index: int = 0) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,35 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self):
+        """Every setting of its field's type and range, named when not (before any work starts)."""
+        for name, spec in self.__dataclass_fields__.items():
+            value = getattr(self, name)
+            kind = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}[str(spec.type)]
+            ok = isinstance(value, bool) if kind is bool else not isinstance(value, bool) and (
+                isinstance(value, kind) or (kind is float and isinstance(value, int)))
+            if ok and kind is float:
+                ok = math.isfinite(value) and value >= 0
+            if not ok:
+                what = {int: "an integer", float: "a finite number >= 0", str: "a string", bool: "true or false",
+                        dict: "a mapping of settings"}[kind]
+                raise MlffcError(f"training setting {name} must be {what}, got {value!r}")
+        for name, least in (("epochs", 1), ("max_atoms_per_batch", 1), ("loader_workers", 0), ("plateau_patience", 0),
+                            ("early_stopping_patience", 0), ("threads", 0)):
+            if getattr(self, name) < least:
+                raise MlffcError(f"training setting {name} must be >= {least}, got {getattr(self, name)}")
+        for name in ("lr", "huber_delta", "ema_decay", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise MlffcError(f"training setting {name} must be > 0, got {getattr(self, name)}")
+        for name in ("ema_decay", "lr_min_factor", "warmup_fraction"):
+            if getattr(self, name) > 1:
+                raise MlffcError(f"training setting {name} must be at most 1, got {getattr(self, name)}")
+        from mlffc.students.registry import STUDENTS, check_student_settings
+
+        if self.architecture not in STUDENTS:
+            raise MlffcError(f"unknown student architecture '{self.architecture}'; available: {', '.join(STUDENTS)}")
+        if "species" in self.student:
+            raise MlffcError("student setting species is taken from the data; leave it out")
+        check_student_settings(self.architecture, self.student)
         if self.loss not in LOSSES:
             raise MlffcError(f"loss must be one of {LOSSES}, not '{self.loss}'")
         if self.schedule not in SCHEDULES:
@@ -60,8 +90,10 @@ class TrainConfig:
             raise MlffcError(f"training config not found: {path}")
         try:
             values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise MlffcError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise MlffcError(f"{path} must hold a mapping of training settings (name: value), not a {type(values).__name__}")
         unknown = set(values) - set(TrainConfig.__dataclass_fields__)
         if unknown:
             raise MlffcError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")

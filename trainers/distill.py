@@ -23,16 +23,18 @@ from mlffc import metrics
 from mlffc.data.loader import BatchOrder, GraphDataset, batch_loader
 from mlffc.data.storage import Frames, fit_element_energies, read_dataset
 from mlffc.errors import MlffcError
-from mlffc.io import atomic_path, write_json
+from mlffc.io import write_json
 from mlffc.metrics import error_metrics
 from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.progress import progress_bar
 from mlffc.students import Student, build_student, load_student, save_student
 from mlffc.trainers.config import TrainConfig
 from mlffc.trainers.losses import TERMS, loss_sums, term_errors, weights
+from mlffc.trainers.state import load_state, save_state as write_state
 
 CALIBRATION_ATOMS = 20000  # atoms of training data used to set the student's feature scales
-STATE_FILE = "train_state.pt"
+STATE_FILE = "train_state.safetensors"  # trainers/state.py: no pickle
+LEGACY_STATE_FILE = "train_state.pt"  # pickled, by older releases: refused
 CHECKPOINT = "student.safetensors"
 
 
@@ -114,6 +116,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     train_frames, val_frames = frames.split_named("train"), frames.split_named("val")
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise MlffcError(f"{config.data} needs frames in both the train and val splits")
+    check_finite_labels(frames.select(frames.split < 2), config.data)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -147,10 +150,18 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     state = {"epoch": 0, "position": 0, "step": 0, "batches": None, "history": [], "best": {}, "stale_epochs": 0}
 
     state_path = out_dir / STATE_FILE
+    if (out_dir / LEGACY_STATE_FILE).exists() and not state_path.exists() and not restart:
+        raise MlffcError(f"{out_dir / LEGACY_STATE_FILE} is a pickled state of an older mlffc, which is not loaded "
+                         f"(unpickling a file runs code); --restart to start the run over")
     if state_path.exists() and not restart:
-        saved = torch.load(state_path, weights_only=False)
+        saved = load_state(state_path)
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise MlffcError(f"{state_path} is not an mlffc training state; --restart to start the run over")
         if saved["config"] != asdict(config):
-            raise MlffcError(f"{out_dir} holds a run with other settings; use another --out, or --restart to overwrite it")
+            differ = sorted(k for k in set(saved["config"]) | set(asdict(config))
+                            if saved["config"].get(k) != asdict(config).get(k))
+            changes = ", ".join(f"{k}: {saved['config'].get(k)!r} there, {asdict(config).get(k)!r} now" for k in differ)
+            raise MlffcError(f"{out_dir} holds a run with other settings ({changes}); use another --out, or --restart to overwrite it")
         student.load_state_dict(saved["student"])
         ema.load_state_dict(saved["ema"])
         optimiser.load_state_dict(saved["optimiser"])
@@ -163,12 +174,11 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     def save_state():
         if not ranks.main:
             return
-        with atomic_path(state_path) as tmp:
-            torch.save({
-                "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
-                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
-            }, tmp)
+        write_state(state_path, {
+            "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
+            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
+        })
 
     writer = _tensorboard(out_dir, config) if ranks.main else None
     if ranks.main:
@@ -193,9 +203,14 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
                 sums = loss_sums(errors, config)
                 loss = sum(term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
+                if ranks.total(torch.tensor([0.0 if torch.isfinite(loss) else 1.0])).item():
+                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+                if not torch.isfinite(norm):  # a finite loss can still overflow its gradient: no step
+                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums).replace(
+                        "training loss is", "the gradient of the training loss is"))
                 optimiser.step()
                 scheduler.step()
                 ema.update_parameters(student)
@@ -237,6 +252,35 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         plot_history(state["history"], out_dir / "loss_curve.png")
     best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else ema.module
     return best_student, {"history": state["history"], "best": state["best"], "steps": state["step"]}
+
+
+def check_finite_labels(frames: Frames, data) -> None:
+    """Refuse train or val frames with a NaN or infinite position, energy, force or stress, naming
+    them: one would make every later weight NaN (the force scale alone is fitted over all frames)."""
+    atom_frame = np.repeat(np.arange(len(frames)), frames.natoms)
+    bad = ~np.isfinite(frames.energy)
+    for values in (frames.positions, frames.forces):
+        np.logical_or.at(bad, atom_frame, ~np.isfinite(values).all(axis=1))
+    if frames.stress is not None:
+        bad |= ~np.isfinite(frames.stress.reshape(len(frames), -1)).all(axis=1)
+    if bad.any():
+        named = ", ".join(f"{frames.group[k]} ({frames.sampler[k]})" for k in np.flatnonzero(bad)[:5])
+        raise MlffcError(f"{data}: {int(bad.sum())} train/val frame(s) with NaN or infinite positions or labels: {named}; "
+                         f"see `mlffc data validate {data}`")
+
+
+def frames_of(state: dict, frames: Frames) -> str:
+    """The frames of the current training batch, by index in the train split and group."""
+    indices = [int(k) for k in state["batches"][state["position"]]]
+    named = ", ".join(f"{k} ({frames.group[k]}, {frames.sampler[k]})" for k in indices[:8])
+    return named + (f" and {len(indices) - 8} more" if len(indices) > 8 else "")
+
+
+def non_finite_loss(frames: str, state: dict, sums: dict) -> str:
+    bad = [t for t, value in sums.items() if not torch.isfinite(value)]
+    return (f"training loss is not finite at epoch {state['epoch'] + 1}, step {state['step'] + 1} (terms: "
+            f"{', '.join(bad) or 'all finite: the student diverged'}) on the train-split frames {frames}; check those "
+            f"frames' labels (mlffc data validate) or lower lr; nothing from this step was saved")
 
 
 def _lr_factor(config: TrainConfig, warmup: int, total_steps: int):

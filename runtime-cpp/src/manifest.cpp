@@ -7,6 +7,9 @@
 #include <torch/headeronly/version.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <memory>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -88,10 +91,16 @@ Manifest read_manifest(const std::string& artifact) {
     throw Error(artifact + ": manifest schema " + std::to_string(version) + " is newer than this runtime reads (" +
                 std::to_string(kSchemaVersion) + "); upgrade mlffc");
   }
+  if (version < kSchemaVersion) {
+    throw Error(artifact + ": manifest schema " + std::to_string(version) + " is older than this runtime reads (" +
+                std::to_string(kSchemaVersion) + "); recompile the artifact");
+  }
   Manifest manifest;
   manifest.target = fields.string("target.name");
   manifest.device = fields.string("target.device");
+  if (manifest.device != "cpu" && manifest.device != "cuda") throw Error(path + ": target.device must be cpu or cuda, got '" + manifest.device + "'");
   manifest.threads = fields.integer("target.threads");
+  if (manifest.threads < 1) throw Error(path + ": target.threads must be >= 1, got " + std::to_string(manifest.threads));
   manifest.backend = fields.string("backend.name");
   manifest.entry = fields.string("backend.entry");
   if (const json::Value* libraries = root.find("backend.libraries")) {
@@ -115,7 +124,7 @@ Manifest read_manifest(const std::string& artifact) {
     manifest.species.push_back(static_cast<int>(z.number));
   }
   manifest.cutoff = fields.number("model.cutoff");
-  if (!(manifest.cutoff > 0)) throw Error(path + ": model.cutoff must be positive");
+  if (!(manifest.cutoff > 0) || !std::isfinite(manifest.cutoff)) throw Error(path + ": model.cutoff must be finite and positive");
   manifest.periodic = fields.boolean("capabilities.periodic");
   bool listed = std::any_of(manifest.payload.begin(), manifest.payload.end(), [&](const auto& p) { return p.first == manifest.entry; });
   if (!listed) throw Error(path + ": the backend entry " + manifest.entry + " has no hash in payload");
@@ -126,9 +135,25 @@ Manifest read_manifest(const std::string& artifact) {
   return manifest;
 }
 
+std::string member(const std::string& artifact, const std::string& name) {
+  if (name.empty() || name[0] == '/' || name.find('\0') != std::string::npos) {
+    throw Error(artifact + ": manifest names the file '" + name + "'; only relative names inside the artifact are allowed");
+  }
+  std::unique_ptr<char, decltype(&std::free)> root(realpath(artifact.c_str(), nullptr), &std::free);
+  if (!root) throw Error("artifact not found: " + artifact);
+  std::string path = artifact + "/" + name;
+  std::unique_ptr<char, decltype(&std::free)> resolved(realpath(path.c_str(), nullptr), &std::free);
+  if (!resolved) throw Error(artifact + ": payload file " + name + " is missing");
+  std::string prefix = std::string(root.get()) + "/";
+  if (std::string(resolved.get()).compare(0, prefix.size(), prefix) != 0) {
+    throw Error(artifact + ": manifest file '" + name + "' resolves to " + resolved.get() + ", outside the artifact directory: refused");
+  }
+  return resolved.get();
+}
+
 void verify_payload(const std::string& artifact, const Manifest& manifest) {
   for (const auto& [name, expected] : manifest.payload) {
-    std::string path = artifact + "/" + name;
+    std::string path = member(artifact, name);
     if (!is_file(path)) throw Error(artifact + ": payload file " + name + " is missing");
     if (sha256_file(path) != expected) {
       throw Error(artifact + ": payload file " + name + " does not match its SHA-256 in the manifest (modified or corrupt)");

@@ -30,7 +30,10 @@ struct Manifest {
 // Reads and validates ARTIFACT/manifest.json; throws mlffc::Error naming the file and field.
 Manifest read_manifest(const std::string& artifact);
 
-// Every payload file exists and matches its SHA-256.
+// ARTIFACT/NAME with symlinks resolved; throws unless NAME is relative and resolves inside ARTIFACT.
+std::string member(const std::string& artifact, const std::string& name);
+
+// Every payload file resolves inside the artifact, exists and matches its SHA-256.
 void verify_payload(const std::string& artifact, const Manifest& manifest);
 
 // Refuses an artifact this build cannot run, saying what to rebuild.

@@ -16,6 +16,11 @@
 
 namespace mlffc {
 namespace {
+constexpr double kMaxCellLength = 1e4;  // Å, as mlffc/structures.py
+constexpr double kMaxAtomDensity = 0.5; // atoms/Å³
+}  // namespace
+
+namespace {
 
 const char* const kSymbols[] = {
     "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si", "P",  "S",  "Cl", "Ar", "K",
@@ -28,6 +33,32 @@ constexpr int kMaxZ = 118;
 
 // Closer atoms are a units or input error, not chemistry (as mlffc.structures.MIN_DISTANCE).
 constexpr double kMinDistance = 0.1;
+
+// Periodic: x - floor(x H^-1) H (rows of H the cell vectors); otherwise x - mean(x).
+std::vector<double> local_positions(int64_t n, const double* positions, const double* h, bool periodic) {
+  std::vector<double> local(positions, positions + 3 * n);
+  if (periodic) {
+    double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) + h[2] * (h[3] * h[7] - h[4] * h[6]);
+    double inv[9] = {(h[4] * h[8] - h[5] * h[7]) / det, (h[2] * h[7] - h[1] * h[8]) / det, (h[1] * h[5] - h[2] * h[4]) / det,
+                     (h[5] * h[6] - h[3] * h[8]) / det, (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
+                     (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det, (h[0] * h[4] - h[1] * h[3]) / det};
+    for (int64_t i = 0; i < n; ++i) {
+      const double* x = positions + 3 * i;
+      double shift[3];
+      for (int a = 0; a < 3; ++a) shift[a] = std::floor(x[0] * inv[a] + x[1] * inv[3 + a] + x[2] * inv[6 + a]);
+      for (int d = 0; d < 3; ++d) local[3 * i + d] = x[d] - (shift[0] * h[d] + shift[1] * h[3 + d] + shift[2] * h[6 + d]);
+    }
+    return local;
+  }
+  double mean[3] = {0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int d = 0; d < 3; ++d) mean[d] += positions[3 * i + d] / static_cast<double>(n);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int d = 0; d < 3; ++d) local[3 * i + d] -= mean[d];
+  }
+  return local;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -78,14 +109,14 @@ Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<
   // process: a second copy would register the mlffc namespace again, which aborts the process.
   if (!mlffc_ops_registered()) {
     for (const auto& library : manifest.libraries) {
-      std::string path = artifact + "/" + library;
+      std::string path = member(artifact, library);
       if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
         throw Error(artifact + ": cannot load its op library " + library + ": " + dlerror());
       }
     }
   }
   try {
-    impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(artifact + "/" + manifest.entry);
+    impl_->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(member(artifact, manifest.entry));
   } catch (const std::exception& error) {
     throw Error(artifact + ": could not load " + manifest.entry + ": " + error.what());
   }
@@ -120,11 +151,33 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
     if (cell == nullptr) throw Error("periodic structure without a cell");
     double det = cell[0] * (cell[4] * cell[8] - cell[5] * cell[7]) - cell[1] * (cell[3] * cell[8] - cell[5] * cell[6]) +
                  cell[2] * (cell[3] * cell[7] - cell[4] * cell[6]);
+    // the Python runtime's check_cell (mlffc/structures.py), before the neighbour search sees it
+    for (int k = 0; k < 9; ++k) {
+      if (!std::isfinite(cell[k])) throw Error("the cell must be 3 x 3 finite numbers (Å)");
+    }
+    for (int a = 0; a < 3; ++a) {
+      double length = std::sqrt(cell[3 * a] * cell[3 * a] + cell[3 * a + 1] * cell[3 * a + 1] + cell[3 * a + 2] * cell[3 * a + 2]);
+      if (length > kMaxCellLength) throw Error("cell vector of " + std::to_string(length) + " Å; at most 1e4 Å is allowed");
+    }
     if (!(std::abs(det) >= 1e-6)) throw Error("periodic but the cell has zero volume");
+    for (int a = 0; a < 3; ++a) {
+      const double* u = cell + 3 * ((a + 1) % 3);
+      const double* v = cell + 3 * ((a + 2) % 3);
+      double cx = u[1] * v[2] - u[2] * v[1], cy = u[2] * v[0] - u[0] * v[2], cz = u[0] * v[1] - u[1] * v[0];
+      double width = std::abs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
+      if (width < kMinDistance) throw Error("the cell is " + std::to_string(width) + " Å thick; at least 0.1 Å is allowed");
+    }
+    if (static_cast<double>(n) / std::abs(det) > kMaxAtomDensity) {
+      throw Error("more than 0.5 atoms/Å³: denser than any matter; the cell must be in Å");
+    }
   }
 
   Result result;
   auto started = std::chrono::steady_clock::now();
+  // positions moved near the origin in double, as the Python runtime does (mlffc/graph.py
+  // local_positions): wrapped into the cell, or centred; float32 then keeps their precision
+  std::vector<double> local = local_positions(n, positions, cell, periodic);
+  positions = local.data();
   Neighbours pairs = neighbour_list(n, positions, cell, periodic, impl_->manifest.cutoff);
   int64_t edges = static_cast<int64_t>(pairs.size());
   auto edge_index = at::empty({2, edges}, at::kLong);

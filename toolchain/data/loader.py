@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mlffc.data.storage import Frames
-from mlffc.graph import Graph, neighbour_list
+from mlffc.graph import Graph, local_positions, neighbour_list
 
 # Workers are forked to inherit the cached neighbour lists; they run numpy and torch only, never
 # JAX, so JAX's warning about forking after it started its threads (labelling in the same
@@ -43,10 +43,13 @@ class GraphDataset(torch.utils.data.Dataset):
         self.frames = frames
         self.offsets = frames.offsets
         self.edges, self.shifts = [], []
+        self.positions = np.empty(frames.positions.shape, np.float32)  # local_positions: float32 keeps their precision
         for k in range(len(frames)):
             start, stop = self.offsets[k], self.offsets[k + 1]
             periodic = bool(frames.pbc[k].all())
-            i, j, s = neighbour_list(frames.positions[start:stop], frames.cell[k], periodic, cutoff)
+            local = local_positions(frames.positions[start:stop], frames.cell[k], periodic)
+            self.positions[start:stop] = local
+            i, j, s = neighbour_list(local, frames.cell[k], periodic, cutoff)
             self.edges.append(np.stack([i, j]))
             self.shifts.append(s)
 
@@ -64,7 +67,7 @@ class GraphDataset(torch.utils.data.Dataset):
         periodic = f.pbc[indices].all(axis=1)
         cells = np.where(periodic[:, None, None], f.cell[indices], 0.0)
         graph = Graph(
-            positions=torch.from_numpy(np.concatenate([f.positions[s] for s in atom_slices]).astype(np.float32)),
+            positions=torch.from_numpy(np.concatenate([self.positions[s] for s in atom_slices])),
             species=torch.from_numpy(np.concatenate([f.numbers[s] for s in atom_slices]).astype(np.int64)),
             edge_index=torch.from_numpy(np.concatenate([self.edges[k] + o for k, o in zip(indices, starts)], axis=1)),
             shifts=torch.from_numpy(np.concatenate([self.shifts[k] for k in indices])),

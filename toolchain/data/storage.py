@@ -76,6 +76,8 @@ class Frames:
         return Frames(**picked, attrs=dict(self.attrs))
 
     def split_named(self, name: str) -> "Frames":
+        if name not in SPLITS:
+            raise MlffcError(f"unknown split '{name}'; splits are {', '.join(SPLITS)}")
         return self.select(self.split == SPLITS.index(name))
 
     @staticmethod
@@ -105,6 +107,8 @@ def content_sha256(frames: Frames) -> str:
 
 def check_frames(frames: Frames) -> None:
     """Refuse frames whose arrays are missing or disagree in length before anything is written."""
+    if frames.natoms is None or np.ndim(frames.natoms) != 1 or (len(frames.natoms) and np.min(frames.natoms) < 1):
+        raise MlffcError("natoms must be one count >= 1 per frame")
     frame_count, atom_count = len(frames.natoms), int(np.sum(frames.natoms))
     for name in PER_FRAME + PER_ATOM:
         value = getattr(frames, name)
@@ -164,6 +168,10 @@ def read_frames(path: str | Path, verify: bool = True) -> Frames:
     except (OSError, KeyError, ValueError) as exc:
         raise MlffcError(f"{path} is corrupt or truncated: {exc}") from exc
     frames = Frames(**arrays, attrs=attrs)
+    try:
+        check_frames(frames)
+    except MlffcError as error:
+        raise MlffcError(f"{path} is inconsistent: {error}") from None
     if verify and stored_hash != content_sha256(frames):
         raise MlffcError(f"{path}: content hash mismatch; the file was modified or is corrupt")
     return frames

@@ -9,7 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_masses, chemical_symbols, covalent_radii
+from vesin import NeighborList
 
 from mlffc.data.select import duplicate_pairs, groups_of, normalised_spread
 from mlffc.data.storage import OPTIONAL, SPLITS, Frames, element_counts, fit_element_energies
@@ -21,7 +22,12 @@ MAX_ROBUST_Z = 20.0  # energy per atom: |x - median| / (1.4826 MAD) within its g
 ENERGY_SIGMA_FLOOR = 0.1  # eV/atom: a group of near-minimum frames has a tiny MAD, and a hard rattle is no error
 MAX_FORCE_LOG_Z = 5.0  # the same on log |F| per element (force magnitudes are log-normal-like, with a long tail)
 MIN_FRAMES_FOR_STATISTICS = 8  # energy outliers are judged in groups (or compositions) at least this large
+# median over a frame's atoms of (nearest-neighbour distance / sum of covalent radii): ~1 in any
+# molecule, liquid or solid; 1.9 in bohr, 10 in nm-scaled-to-Å; above this the positions are not in Å
+MAX_BOND_RATIO = 1.6
+DENSITY_RANGE = (0.05, 30.0)  # g/cm³ of a periodic frame: gases at 1 bar (0.001) are not training data; osmium 22.6
 DUPLICATE_TOLERANCE = 0.005  # Å, as in generation (SamplingConfig.duplicate_tolerance)
+AMU_PER_A3_IN_G_PER_CM3 = 1.66053907
 SIZE_BINS = (1, 11, 31, 101, 301, 1001)  # atoms per frame: 1-10, 11-30, 31-100, 101-300, 301-1000, more
 
 
@@ -61,6 +67,15 @@ def validate(frames: Frames) -> Report:
     closest = report.closest = np.array([_closest(frames, k) for k in range(len(frames))])
     report.add("interatomic distances", [f"{where(k)}: {closest[k]:.3f} Å" for k in np.flatnonzero(closest < MIN_DISTANCE)],
                ok=f"all >= {MIN_DISTANCE} Å (nearest {np.nanmin(closest):.3f} Å)")
+
+    bonds = np.array([_bond_ratio(frames, k) for k in range(len(frames))])
+    report.add("units of positions", [f"{where(k)}: nearest neighbours at {bonds[k]:.3g}x their covalent bond length"
+                                      for k in np.argsort(-np.nan_to_num(bonds, nan=0.0)) if bonds[k] > MAX_BOND_RATIO],
+               ok=f"typical nearest neighbours within {MAX_BOND_RATIO:g}x the covalent bond length (positions in Å)")
+    density = _densities(frames)
+    report.add("densities", [f"{where(k)}: {density[k]:.3g} g/cm³" for k in np.flatnonzero(
+        (density < DENSITY_RANGE[0]) | (density > DENSITY_RANGE[1]))],
+               ok=f"periodic frames within {DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g} g/cm³")
 
     per_atom = frames.energy / frames.natoms
     z = energy_robust_z(frames)
@@ -180,6 +195,36 @@ def _closest(frames: Frames, k: int) -> float:
         return np.nan
     pair = closest_pair(frames.atoms(k), CLOSEST_SEARCH)
     return pair[2] if pair else CLOSEST_SEARCH
+
+
+def _bond_ratio(frames: Frames, k: int) -> float:
+    """Median over the frame's atoms of nearest-neighbour distance / sum of covalent radii (NaN
+    for one atom or non-finite positions; inf when no atom has a neighbour within 2x bonding)."""
+    start, stop = frames.offsets[k], frames.offsets[k + 1]
+    positions, numbers = frames.positions[start:stop], frames.numbers[start:stop]
+    if stop - start < 2 or not np.isfinite(positions).all():
+        return np.nan
+    radii = covalent_radii[numbers]
+    periodic = bool(frames.pbc[k].all())
+    cell = frames.cell[k] if periodic else np.zeros((3, 3))
+    if periodic and not (np.isfinite(cell).all() and abs(np.linalg.det(cell)) > 1e-6):
+        return np.nan
+    search = MAX_BOND_RATIO * 2 * float(radii.max()) + 0.1
+    i, j, d = NeighborList(cutoff=search, full_list=True).compute(positions, cell, periodic, "ijd")
+    ratio = np.full(len(numbers), np.inf)
+    np.minimum.at(ratio, i, d / (radii[i] + radii[j]))
+    return float(np.median(ratio))
+
+
+def _densities(frames: Frames) -> np.ndarray:
+    """Mass density of each periodic frame (g/cm³; NaN for the others)."""
+    density = np.full(len(frames), np.nan)
+    mass = np.add.reduceat(atomic_masses[frames.numbers], frames.offsets[:-1]) if len(frames) else np.zeros(0)
+    for k in np.flatnonzero(frames.pbc.all(axis=1)):
+        volume = abs(np.linalg.det(frames.cell[k]))
+        if np.isfinite(volume) and volume > 0:
+            density[k] = mass[k] / volume * AMU_PER_A3_IN_G_PER_CM3
+    return density
 
 
 def _energy_populations(frames: Frames) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ import torch
 
 from mlffc.errors import MlffcError
 from mlffc.io import sha256_file
+from mlffc.runtime.manifest import member
 
 
 def aoti_runner(artifact: Path, manifest: dict) -> Callable:
@@ -27,13 +28,13 @@ def aoti_runner(artifact: Path, manifest: dict) -> Callable:
         if manifest["payload"][name] in loaded:
             continue  # this very library is already loaded (e.g. by the compiler in this process)
         try:
-            torch.ops.load_library(str(Path(artifact) / name))
+            torch.ops.load_library(str(member(artifact, name)))
         except (RuntimeError, OSError) as exc:
             raise MlffcError(f"{artifact}: cannot load its op library {name} (a different build of the mlffc ops may "
                              f"already be loaded in this process; load the artifact in a fresh one): {str(exc).splitlines()[0]}") from exc
     if manifest["precision"] == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True
-    return torch._inductor.aoti_load_package(str(Path(artifact) / manifest["backend"]["entry"]))
+    return torch._inductor.aoti_load_package(str(member(artifact, manifest["backend"]["entry"])))
 
 
 def check_backend_versions(manifest: dict) -> None:
@@ -71,7 +72,7 @@ def onnxruntime_runner(artifact: Path, manifest: dict) -> Callable:
     missing = set(providers) - set(ort.get_available_providers())
     if missing:
         raise MlffcError(f"onnxruntime here lacks {', '.join(missing)} (install onnxruntime-gpu for CUDA)")
-    session = ort.InferenceSession(str(Path(artifact) / manifest["backend"]["entry"]), options, providers=providers)
+    session = ort.InferenceSession(str(member(artifact, manifest["backend"]["entry"])), options, providers=providers)
     names = [i.name for i in session.get_inputs()]
 
     def run(*inputs):
@@ -87,7 +88,7 @@ def tvm_runner(artifact: Path, manifest: dict) -> Callable:
     from tvm import relax
 
     device = tvm.cuda() if manifest["target"]["device"] == "cuda" else tvm.cpu()
-    machine = relax.VirtualMachine(tvm.runtime.load_module(str(Path(artifact) / manifest["backend"]["entry"])), device)
+    machine = relax.VirtualMachine(tvm.runtime.load_module(str(member(artifact, manifest["backend"]["entry"]))), device)
     main = machine["main"]
 
     def run(*inputs):  # copies in (TVM wants 64-byte aligned buffers), zero-copy out
@@ -100,7 +101,7 @@ def tvm_runner(artifact: Path, manifest: dict) -> Callable:
 def tensorrt_runner(artifact: Path, manifest: dict) -> Callable:
     check_backend_versions(manifest)
     _import("torch_tensorrt", "torch-tensorrt")  # registers the TensorRT engine ops
-    return torch.export.load(str(Path(artifact) / manifest["backend"]["entry"])).module()
+    return torch.export.load(str(member(artifact, manifest["backend"]["entry"]))).module()
 
 
 LOADERS: dict[str, Callable[[Path, dict], Callable]] = {

@@ -8,6 +8,7 @@ machine, device or torch release, saying what to rebuild.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def host_description() -> dict:
 
 
 def read_manifest(artifact: Path) -> dict:
+    """The manifest, after check_schema: MlffcError naming the field for anything else."""
     artifact = Path(artifact)
     path = artifact / MANIFEST
     if not artifact.exists():
@@ -44,17 +46,88 @@ def read_manifest(artifact: Path) -> dict:
         raise MlffcError(f"{artifact} is not an mlffc artifact: it has no {MANIFEST}")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MlffcError(f"{path} is not valid JSON: {exc}") from exc
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise MlffcError(f"{artifact}: manifest schema {version!r} is newer than this mlffc reads ({SCHEMA_VERSION}); upgrade mlffc")
+    check_schema(manifest, path)
     return manifest
 
 
+# The fields the runtimes read: dotted path -> (type, what is allowed)
+_FIELDS = {
+    "target.name": (str, "a target name"),
+    "target.device": (str, "cpu or cuda"),
+    "target.threads": (int, "an integer >= 1"),
+    "backend.name": (str, "a backend name"),
+    "backend.entry": (str, "a payload file name"),
+    "backend.libraries": (list, "a list of payload file names"),
+    "built_on.machine": (str, "a machine name"),
+    "built_on.cpu_capability": (str, "a CPU ISA name"),
+    "built_on.torch": (str, "a torch version"),
+    "payload": (dict, "file name -> SHA-256"),
+    "precision": (str, "a precision name"),
+    "model.species": (list, "a list of atomic numbers"),
+    "model.cutoff": (float, "a finite cutoff > 0 Å"),
+    "capabilities.periodic": (bool, "true or false"),
+}
+
+
+def check_schema(manifest, path: Path) -> None:
+    """Refuse a manifest that is not an object of this schema, naming the field and what it must be."""
+    if not isinstance(manifest, dict):
+        raise MlffcError(f"{path} is not a JSON object (it holds a {type(manifest).__name__}): not an mlffc manifest")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MlffcError(f"{path}: schema_version must be the integer {SCHEMA_VERSION}, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise MlffcError(f"{path}: manifest schema {version} is newer than this mlffc reads ({SCHEMA_VERSION}); upgrade mlffc")
+    if version < SCHEMA_VERSION:
+        raise MlffcError(f"{path}: manifest schema {version} is older than this mlffc reads ({SCHEMA_VERSION}); recompile the artifact")
+    for name, (kind, allowed) in _FIELDS.items():
+        value = manifest
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise MlffcError(f"{path}: manifest has no {name} ({allowed})")
+            value = value[part]
+        number = kind is float and isinstance(value, (int, float))
+        if isinstance(value, bool) != (kind is bool) or not (isinstance(value, kind) or number):
+            raise MlffcError(f"{path}: manifest field {name} must be {allowed}, got {value!r}")
+    model, target, backend = manifest["model"], manifest["target"], manifest["backend"]
+    if target["device"] not in ("cpu", "cuda"):
+        raise MlffcError(f"{path}: target.device must be cpu or cuda, got {target['device']!r}")
+    if target["threads"] < 1:
+        raise MlffcError(f"{path}: target.threads must be >= 1, got {target['threads']}")
+    if not (math.isfinite(model["cutoff"]) and model["cutoff"] > 0):
+        raise MlffcError(f"{path}: model.cutoff must be finite and > 0 Å, got {model['cutoff']}")
+    if not model["species"] or not all(isinstance(z, int) and not isinstance(z, bool) and 1 <= z <= 118 for z in model["species"]):
+        raise MlffcError(f"{path}: model.species must be a non-empty list of atomic numbers 1-118, got {model['species']!r}")
+    for name, digest in manifest["payload"].items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise MlffcError(f"{path}: payload hash of {name!r} must be a SHA-256 in hex, got {digest!r}")
+    for name in [backend["entry"], *backend["libraries"]]:
+        if not isinstance(name, str) or name not in manifest["payload"]:
+            raise MlffcError(f"{path}: {name!r} (backend entry or library) is not listed in payload: it would load unchecked")
+
+
+def member(artifact: Path, name) -> Path:
+    """ARTIFACT/name, refused unless it is a relative name that resolves (symlinks followed) to a
+    file inside the artifact directory."""
+    root = Path(artifact).resolve()
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or "\0" in name:
+        raise MlffcError(f"{artifact}: manifest names the file {name!r}; only relative names inside the artifact are allowed")
+    resolved = (root / name).resolve()
+    if root not in resolved.parents:
+        raise MlffcError(f"{artifact}: manifest file {name!r} resolves to {resolved}, outside the artifact directory: refused")
+    return resolved
+
+
 def verify_payload(artifact: Path, manifest: dict) -> None:
-    for name, expected in manifest["payload"].items():
-        path = Path(artifact) / name
+    """Every file the manifest names is inside the artifact and matches its SHA-256."""
+    checkpoint = manifest["model"].get("checkpoint")
+    files = dict(manifest["payload"])
+    if isinstance(checkpoint, dict) and "file" in checkpoint:
+        files[checkpoint["file"]] = checkpoint.get("sha256")
+    for name, expected in files.items():
+        path = member(artifact, name)
         if not path.is_file():
             raise MlffcError(f"{artifact}: payload file {name} is missing")
         if sha256_file(path) != expected:

@@ -49,6 +49,8 @@ class CompiledModel:
         """Labels for one structure or a batch: energy [B]; forces, one [n_atoms, 3] array per
         structure; stress [B, 3, 3] (zero for non-periodic structures)."""
         structures = [structures] if isinstance(structures, Atoms) else list(structures)
+        if not structures:
+            raise MlffcError("compute needs at least one structure (an ase.Atoms or a list of them), got none")
         check_structures(structures, self.elements, allow_periodic=self.periodic)
         energy, forces, stress = self.run(build_graph(structures, self.cutoff))
         split = np.cumsum([len(a) for a in structures])[:-1]
@@ -101,6 +103,8 @@ class CompiledModel:
 def load(path: str | Path, threads: int | None = None) -> CompiledModel:
     """Load an artifact after checking its payload hashes and that this host can run it.
     `threads` defaults to the count the artifact was built for."""
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise MlffcError(f"threads must be an integer >= 1 (or None: the artifact's count), got {threads!r}")
     artifact = Path(path)
     manifest = read_manifest(artifact)
     verify_payload(artifact, manifest)
@@ -110,4 +114,12 @@ def load(path: str | Path, threads: int | None = None) -> CompiledModel:
         raise MlffcError(f"{artifact}: backend '{backend}' has no loader in this mlffc; upgrade mlffc")
     if manifest["target"]["device"] == "cpu":
         torch.set_num_threads(threads or manifest["target"]["threads"])
-    return CompiledModel(artifact, manifest, LOADERS[backend](artifact, manifest))
+    try:
+        runner = LOADERS[backend](artifact, manifest)
+    except MlffcError:
+        raise
+    except Exception as exc:  # a payload its runtime cannot read (truncated, foreign), hashes notwithstanding
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MlffcError(f"{artifact}: its {backend} payload {manifest['backend']['entry']} cannot be loaded "
+                         f"({type(exc).__name__}: {first[:300]}); recompile the artifact") from exc
+    return CompiledModel(artifact, manifest, runner)

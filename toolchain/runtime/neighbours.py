@@ -17,7 +17,7 @@ import torch
 from ase import Atoms
 
 from mlffc.errors import MlffcError
-from mlffc.graph import Graph, neighbour_list
+from mlffc.graph import Graph, local_positions, neighbour_list
 
 DEFAULT_SKIN = 1.0  # Å
 
@@ -49,7 +49,9 @@ class VerletList:
         """List every pair within cutoff + skin at the current positions."""
         periodic = bool(atoms.pbc.all())
         cell = atoms.cell.array if periodic else np.zeros((3, 3))
-        i, j, shifts = neighbour_list(atoms.positions, cell, periodic, self.cutoff + self.skin)
+        # the same translation of each atom until the next rebuild: near the origin for float32
+        self._translation = local_positions(atoms.positions, atoms.cell.array, periodic) - atoms.positions
+        i, j, shifts = neighbour_list(atoms.positions + self._translation, cell, periodic, self.cutoff + self.skin)
         self._i, self._j = i, j
         self._offsets = shifts.astype(np.float64) @ cell
         self._edge_index = torch.from_numpy(np.stack([i, j]))
@@ -63,7 +65,7 @@ class VerletList:
 
     def graph(self, atoms: Atoms) -> Graph:
         """The cached pairs within the cutoff at the current positions (call when not stale)."""
-        positions = atoms.positions
+        positions = atoms.positions + self._translation
         vectors = positions[self._j] - positions[self._i]
         vectors += self._offsets
         within = torch.from_numpy(np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2)
