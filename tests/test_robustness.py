@@ -441,3 +441,14 @@ def test_flags_take_no_value_in_help_and_targets_keep_their_width():
     lines = [line for line in invoke("train", "--help").stdout.splitlines() if "--help" not in line]  # typer's own
     assert any("--restart" in line for line in lines) and not any("<bool>" in line for line in lines)
     assert max(len(line) for line in invoke("targets").stdout.splitlines()) > 100  # piped: not squashed to 80
+
+
+def test_a_molecule_spread_over_megametres_is_refused_before_the_neighbour_search():
+    """Found by the fuzz test: 4 atoms over 3e6 Å, no cell, killed Python (SIGFPE) in vesin."""
+    from ase import Atoms
+
+    from mlffc.structures import check_structures
+
+    atoms = Atoms("N2H2", positions=[[0, 1e4, 4.5], [-5, 0, 0], [3e6, 15.6, -4], [0, 0, 0]])
+    with pytest.raises(MlffcError, match="spread over 3e\\+06 Å"):
+        check_structures([atoms])

@@ -23,7 +23,8 @@ def check_structures(
     structures: Sequence[Atoms], elements: Iterable[str] | None = None, allow_periodic: bool = True
 ) -> None:
     """Raise MlffcError naming the first bad structure: wrong type, NaN/inf, unsupported element,
-    partial periodicity, degenerate cell or atoms on top of each other."""
+    partial periodicity, degenerate cell, a molecule spread wider than MAX_CELL_LENGTH or atoms on
+    top of each other."""
     allowed = None if elements is None else set(elements)
     for index, atoms in enumerate(structures):
         where = _Where(index, atoms)
@@ -52,6 +53,11 @@ def check_structures(
             if not allow_periodic:
                 raise MlffcError(f"{where}: periodic cells are not supported by this model")
             check_cell(atoms.cell.array, len(atoms), where)
+        else:
+            extent = float(np.ptp(positions, axis=0).max())
+            if extent > MAX_CELL_LENGTH:  # the neighbour search bins the bounding box like a cell
+                raise MlffcError(f"{where}: atoms spread over {extent:.3g} Å; at most {MAX_CELL_LENGTH:g} Å is allowed "
+                                 "(positions must be in Å)")
         if len(atoms) > 1 or pbc.all():
             _check_min_distance(atoms, where)
 

@@ -63,10 +63,12 @@ class TrainConfig:
                             ("early_stopping_patience", 0), ("threads", 0)):
             if getattr(self, name) < least:
                 raise MlffcError(f"training setting {name} must be >= {least}, got {getattr(self, name)}")
-        for name in ("lr", "huber_delta", "ema_decay", "grad_clip"):
+        if not 0 <= self.ema_decay < 1:
+            raise MlffcError(f"training setting ema_decay must be in [0, 1) (0: no averaging), got {self.ema_decay}")
+        for name in ("lr", "huber_delta", "grad_clip"):
             if not getattr(self, name) > 0:
                 raise MlffcError(f"training setting {name} must be > 0, got {getattr(self, name)}")
-        for name in ("ema_decay", "lr_min_factor", "warmup_fraction"):
+        for name in ("lr_min_factor", "warmup_fraction"):
             if getattr(self, name) > 1:
                 raise MlffcError(f"training setting {name} must be at most 1, got {getattr(self, name)}")
         from mlffc.students.registry import STUDENTS, check_student_settings
