@@ -53,8 +53,8 @@ def main() -> None:
     recipe_seconds = time.perf_counter() - started
     frames = read_dataset(args.workdir / "data")
     test = frames.split_named("test")
-    clashing = [k for k in range(len(test)) if closest_pair(test.atoms(k), MIN_DISTANCE) is not None]
-    test = test.select([k for k in range(len(test)) if k not in set(clashing)])  # what `mlffc data validate` rejects
+    clashing = {k for k in range(len(test)) if closest_pair(test.atoms(k), MIN_DISTANCE) is not None}
+    test = test.select([k for k in range(len(test)) if k not in clashing])  # what `mlffc data validate` rejects
     report = {"recipe": str(args.recipe), "workdir": str(args.workdir), "bench_seconds": recipe_seconds,
               "data": {"frames": len(frames), "atoms": int(frames.natoms.sum()),
                        "groups": {s: len(set(frames.split_named(s).group.tolist())) for s in ("train", "val", "test")}},
