@@ -138,7 +138,8 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
         # the double backward lays out some weights' gradients transposed ([1, n] with strides
         # [1, 1]); DDP's buckets want the parameter's own strides, so hand them over in that layout
         for parameter in student.parameters():
-            parameter.register_hook(lambda grad: grad.clone(memory_format=torch.contiguous_format))
+            parameter.register_hook(lambda grad, strides=parameter.stride(): grad if grad.stride() == strides
+                                    else grad.clone(memory_format=torch.contiguous_format))
     model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
     optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch, min_frames=ranks.world))
