@@ -6,7 +6,14 @@ drug-like.smi.gz: molecules of MOSES's train split, shuffled with a fixed seed, 
 Bemis-Murcko scaffold (scaffold-diverse), each checked to embed in 3D with RDKit.
 fragments.smi.gz: BRICS fragments (capped with hydrogens, 2-14 heavy atoms) of a disjoint set of
 MOSES train molecules, distinct, each checked to embed.
-Both keep only neutral closed-shell CHNO molecules. The output is deterministic for a given input.
+small.smi.gz: every small CHNO molecule up to SMALL_HEAVY heavy atoms (data.chemistry.small_molecules,
+nitro derivatives included), each checked to embed, without the molecules of the G2/S22 set, their
+scaffold families and their H -> CH3/NH2/OH mutants (the demo fine-tunes on those and holds out the
+families the pretrained student never saw; none of its test molecules may sit in pretraining), and
+without the BRICS fragments already in fragments.smi.gz. Ordered by heavy-atom count, shuffled within
+a count, so `small:N` takes the smallest first.
+All keep only neutral closed-shell CHNO molecules. The output is deterministic for a given input.
+`--only small` rebuilds small.smi.gz alone (it does not read MOSES).
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from mlffc.data.chemistry import brics_fragments, molecule_from_smiles, parse_smiles, scaffold_family
+from mlffc.data.chemistry import (brics_fragments, molecule_from_smiles, parse_smiles, rng_seed, scaffold_family,
+                                  small_molecules)
+from mlffc.data.seeds import bundled_smiles_path, seed_molecules
 
 ASSETS = Path(__file__).resolve().parents[1] / "toolchain" / "data" / "assets"
 CHNO = {"H", "C", "N", "O"}
+SMALL_HEAVY = 5  # 3,553 molecules up to 5 heavy atoms (about 25,000 up to 6)
+NITRO_PARENT_HEAVY = 3  # nitro derivatives of the molecules up to 3 heavy atoms
 
 
 def read_moses(path: Path) -> list[str]:
@@ -36,13 +47,72 @@ def write_smi(path: Path, rows: list[tuple[str, str]], header: str) -> None:
         handle.write((header + "".join(f"{smiles}\t{name}\n" for smiles, name in rows)).encode())
 
 
+def excluded_from_small() -> tuple[set[str], set[str]]:
+    """(families, canonical SMILES) the small set leaves out: the G2/S22 molecules' families,
+    and those molecules and every single H -> CH3/NH2/OH substitution of them (demo mutants)."""
+    from rdkit import Chem
+
+    families, smiles = set(), set()
+    for _, atoms in seed_molecules():
+        families.update(atoms.info["family"].split("|"))
+        for part in atoms.info["smiles"].split("."):
+            molecule = Chem.AddHs(Chem.MolFromSmiles(part))
+            smiles.add(Chem.MolToSmiles(Chem.RemoveHs(molecule)))
+            for atom in molecule.GetAtoms():
+                if atom.GetSymbol() != "H":
+                    continue
+                for heavy in ("C", "N", "O"):
+                    mutant = Chem.RWMol(molecule)
+                    mutant.GetAtomWithIdx(atom.GetIdx()).SetAtomicNum(Chem.GetPeriodicTable().GetAtomicNumber(heavy))
+                    mutant.GetAtomWithIdx(atom.GetIdx()).SetNoImplicit(False)
+                    try:
+                        made = mutant.GetMol()
+                        made.UpdatePropertyCache(strict=False)
+                        made = Chem.AddHs(Chem.RemoveHs(made, sanitize=False))
+                        Chem.SanitizeMol(made)
+                    except Exception:  # RDKit cannot make this substitution: no such mutant
+                        continue
+                    smiles.add(Chem.MolToSmiles(Chem.RemoveHs(made)))
+    return families, smiles
+
+
+def small_set(seed: int) -> list[tuple[str, str]]:
+    families, excluded = excluded_from_small()
+    with gzip.open(bundled_smiles_path("fragments"), "rt") as handle:
+        fragments = {line.split("\t")[0] for line in handle if not line.startswith("#")}
+    rng = np.random.default_rng(seed)
+    by_size: dict[int, list[str]] = {}
+    for smiles in small_molecules(SMALL_HEAVY, NITRO_PARENT_HEAVY):
+        molecule = parse_smiles(smiles)
+        if smiles in excluded or smiles in fragments or scaffold_family(molecule) in families:
+            continue
+        by_size.setdefault(molecule.GetNumHeavyAtoms(), []).append(smiles)
+    ordered = [smiles for size in sorted(by_size) for smiles in rng.permutation(by_size[size])]
+    named = [(smiles, f"small-{k}") for k, smiles in enumerate(ordered)]
+    return [(smiles, name) for smiles, name in track(named, description="small molecules")  # and as the loader embeds it
+            if _embeds(smiles, 0) and _embeds(smiles, rng_seed(name, smiles))]
+
+
+def _embeds(smiles: str, seed: int) -> bool:
+    return not isinstance(molecule_from_smiles(smiles, CHNO, seed), str)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moses", type=Path, default=Path("../shared/molecules/moses-chno.smi.gz"))
     parser.add_argument("--molecules", type=int, default=20000)
     parser.add_argument("--fragment-sources", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["small"], help="rebuild this set alone")
     args = parser.parse_args()
+
+    small = small_set(args.seed)
+    write_smi(ASSETS / "small.smi.gz", small,
+              f"# {len(small)} small CHNO molecules up to {SMALL_HEAVY} heavy atoms (enumerated; nitro derivatives of up to "
+              f"{NITRO_PARENT_HEAVY}), without G2/S22 molecules, their families and mutants, and without fragments.smi.gz\n")
+    print(f"{len(small)} small molecules -> {ASSETS}")
+    if args.only == "small":
+        return
 
     train = read_moses(args.moses)
     order = np.random.default_rng(args.seed).permutation(len(train))

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from mlffc.data.chemistry import brics_fragments, molecule_from_smiles, parse_smiles, scaffold_family
+from mlffc.data.chemistry import (brics_fragments, canonical, domain_problem, molecule_from_smiles, parse_smiles, scaffold_family,
+                                  small_molecules)
 from mlffc.data.generate import split_codes, split_units
-from mlffc.data.seeds import load_seeds, read_smiles_lines, seed_molecules
+from mlffc.data.seeds import bundled_smiles_path, load_seeds, read_smiles_lines, seed_molecules
 from mlffc.errors import MlffcError
 
 CHNO = {"H", "C", "N", "O"}
@@ -81,6 +82,33 @@ def test_brics_fragments_are_capped_molecules():
     found = brics_fragments(["O=C(Nc1ccccc1)C1CCN(C(=O)c2ccco2)CC1"])
     assert {"c1ccccc1", "c1ccoc1", "C1CCNCC1"} <= set(found)
     assert all("*" not in f and not isinstance(molecule_from_smiles(f, CHNO, 0), str) for f in found)
+
+
+def test_small_molecules_enumerate_every_valence_graph():
+    found = small_molecules(3, nitro_parents_heavy=1)
+    heavy = [parse_smiles(s).GetNumHeavyAtoms() for s in found if "+" not in s]
+    # C, N, O; then CC C=C C#C CN C=N C#N CO C=O NN N=N N#N NO N=O (O-O left out)
+    assert heavy.count(1) == 3 and heavy.count(2) == 13
+    assert heavy == sorted(heavy) and len(set(found)) == len(found)
+    assert {"C=C=O", "C#CC", "C1CC1", "C1CO1", "N#CO", "NC=O", "C[N+](=O)[O-]", "N[N+](=O)[O-]"} <= set(found)
+    assert not {"OO", "C1#CC1", "C1=C=C1"} & set(found)  # peroxides, ring triple bonds, ring cumulenes
+    assert all(domain_problem(parse_smiles(s), CHNO) in (None, "a single atom has no forces to learn") for s in found)
+
+
+def test_bundled_small_set_holds_no_demo_molecule_family_or_mutant():
+    entries = read_smiles_lines(bundled_smiles_path("small"))
+    molecules = [parse_smiles(smiles) for _, smiles, _ in entries]
+    assert len(entries) > 2000
+    sizes = [molecule.GetNumHeavyAtoms() for molecule in molecules]
+    assert sizes == sorted(sizes) and max(sizes) <= 6  # smallest first, so small:N takes the smallest
+    demo_families = {f for _, atoms in seed_molecules() for f in atoms.info["family"].split("|")}
+    assert not demo_families & {scaffold_family(molecule) for molecule in molecules}
+    smiles = {canonical(smiles) for _, smiles, _ in entries}
+    # G2 molecules and mutants of them (2-butyne+CH3, nitromethane+CH3, ketene+OH)
+    assert not {canonical(s) for s in ["CC#CCC", "CC[N+](=O)[O-]", "OC=C=O", "C=C=O", "C=CC=C", "C=C=C"]} & smiles
+    assert {canonical(s) for s in ["CC#CC#N", "C=C=C=C=O", "O=C1CC1", "CC(C)[N+](=O)[O-]"]} <= smiles  # relatives kept
+    first, problems = load_seeds("small:40", CHNO, "refuse")
+    assert len(first) == 40 and not problems and {a.info["smiles"] for _, a in first} <= smiles
 
 
 def test_no_held_out_unit_shares_a_scaffold_with_training():

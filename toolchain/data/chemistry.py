@@ -194,6 +194,130 @@ def brics_fragments(smiles: list[str], min_heavy: int = 2, max_heavy: int = 14) 
     return list(found)
 
 
+VALENCES = {"C": 4, "N": 3, "O": 2}  # neutral closed-shell valences of the enumerated heavy atoms
+NITRO = "[N+](=O)[O-]"  # the one charge-separated group enumerated: neutral overall, common in chemistry
+
+
+def small_molecules(max_heavy: int, nitro_parents_heavy: int = 0) -> list[str]:
+    """Every neutral closed-shell molecule of C, N, O (hydrogens filling the valences) with
+    1..max_heavy heavy atoms, in the spirit of the GDB enumerations: chains, branches, rings and
+    single, double and triple bonds, as canonical SMILES ordered by heavy-atom count then SMILES.
+    Left out as unstable or outside an organic teacher's data: O-O bonds, triple bonds in rings,
+    ring atoms with two double bonds (cumulated bonds in a ring) and aromatic three- and
+    four-membered rings. Molecules of up to
+    `nitro_parents_heavy` heavy atoms also appear with one hydrogen on C or N replaced by a
+    nitro group (which neutral valences alone cannot make)."""
+    Chem = _rdkit()
+    sizes: list[set[str]] = [_closed_under_bonds({symbol for symbol in VALENCES}, Chem)]
+    for _ in range(max_heavy - 1):
+        sizes.append(_closed_under_bonds(_with_one_more_atom(sizes[-1], Chem), Chem))
+    found = [smiles for level in sizes for smiles in sorted(level)]
+    nitro = {_nitro(smiles, hydrogen, Chem) for level in sizes[:nitro_parents_heavy] for smiles in level
+             for hydrogen in range(Chem.AddHs(Chem.MolFromSmiles(smiles)).GetNumAtoms())}
+    nitro.discard(None)
+    return found + sorted(nitro - set(found), key=lambda s: (Chem.MolFromSmiles(s).GetNumHeavyAtoms(), s))
+
+
+_BOND_ORDERS = {1: "SINGLE", 2: "DOUBLE", 3: "TRIPLE"}
+
+
+def _free_valence(molecule, index: int) -> int:
+    atom = molecule.GetAtomWithIdx(index)
+    return VALENCES[atom.GetSymbol()] - int(sum(bond.GetBondTypeAsDouble() for bond in atom.GetBonds()))
+
+
+def _kept(molecule, Chem) -> str | None:
+    """Canonical SMILES of an edited heavy-atom graph, or None when it is not a molecule the
+    enumeration keeps (see small_molecules)."""
+    try:
+        made = molecule.GetMol()
+        Chem.SanitizeMol(made)
+    except Exception:  # RDKit refuses the valences or aromaticity of this edit: not a molecule
+        return None
+    for bond in made.GetBonds():
+        if bond.GetBeginAtom().GetSymbol() == bond.GetEndAtom().GetSymbol() == "O":
+            return None
+        if bond.IsInRing() and bond.GetBondType() == Chem.BondType.TRIPLE:
+            return None
+    for atom in made.GetAtoms():
+        if atom.IsInRing() and sum(b.GetBondType() == Chem.BondType.DOUBLE for b in atom.GetBonds()) > 1:
+            return None
+        if atom.GetIsAromatic() and (atom.IsInRingSize(3) or atom.IsInRingSize(4)):
+            return None
+    return Chem.MolToSmiles(made)
+
+
+def _with_one_more_atom(level: set[str], Chem) -> set[str]:
+    grown = set()
+    for smiles in level:
+        molecule = Chem.MolFromSmiles(smiles)
+        Chem.Kekulize(molecule, clearAromaticFlags=True)
+        for index in range(molecule.GetNumAtoms()):
+            for symbol, valence in VALENCES.items():
+                for order in range(1, min(3, valence, _free_valence(molecule, index)) + 1):
+                    edited = Chem.RWMol(molecule)
+                    added = edited.AddAtom(Chem.Atom(symbol))
+                    edited.AddBond(index, added, getattr(Chem.BondType, _BOND_ORDERS[order]))
+                    kept = _kept(edited, Chem)
+                    if kept:
+                        grown.add(kept)
+    return grown
+
+
+def _closed_under_bonds(level: set[str], Chem) -> set[str]:
+    """`level` with every molecule reachable by adding ring bonds or raising bond orders."""
+    done, todo = set(level), list(level)
+    while todo:
+        molecule = Chem.MolFromSmiles(todo.pop())
+        Chem.Kekulize(molecule, clearAromaticFlags=True)
+        count = molecule.GetNumAtoms()
+        for i in range(count):
+            for j in range(i + 1, count):
+                if _free_valence(molecule, i) < 1 or _free_valence(molecule, j) < 1:
+                    continue
+                bond = molecule.GetBondBetweenAtoms(i, j)
+                if bond is not None and bond.GetBondTypeAsDouble() >= 3:
+                    continue
+                edited = Chem.RWMol(molecule)
+                if bond is None:
+                    edited.AddBond(i, j, Chem.BondType.SINGLE)
+                else:
+                    edited.GetBondBetweenAtoms(i, j).SetBondType(
+                        getattr(Chem.BondType, _BOND_ORDERS[int(bond.GetBondTypeAsDouble()) + 1]))
+                kept = _kept(edited, Chem)
+                if kept and kept not in done:
+                    done.add(kept)
+                    todo.append(kept)
+    return done
+
+
+def _nitro(smiles: str, hydrogen: int, Chem) -> str | None:
+    """`smiles` with its hydrogen number `hydrogen` (explicit-H order) replaced by a nitro
+    group, if that hydrogen sits on C or N."""
+    molecule = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    atom = molecule.GetAtomWithIdx(hydrogen)
+    if atom.GetSymbol() != "H" or atom.GetNeighbors()[0].GetSymbol() not in ("C", "N"):
+        return None
+    edited = Chem.RWMol(molecule)
+    parent = atom.GetNeighbors()[0].GetIdx()
+    edited.RemoveBond(parent, hydrogen)
+    nitrogen = edited.AddAtom(Chem.Atom("N"))
+    edited.GetAtomWithIdx(nitrogen).SetFormalCharge(1)
+    double = edited.AddAtom(Chem.Atom("O"))
+    single = edited.AddAtom(Chem.Atom("O"))
+    edited.GetAtomWithIdx(single).SetFormalCharge(-1)
+    edited.AddBond(parent, nitrogen, Chem.BondType.SINGLE)
+    edited.AddBond(nitrogen, double, Chem.BondType.DOUBLE)
+    edited.AddBond(nitrogen, single, Chem.BondType.SINGLE)
+    edited.RemoveAtom(hydrogen)
+    try:
+        made = edited.GetMol()
+        Chem.SanitizeMol(made)
+    except Exception:  # RDKit refuses this substitution: not a molecule
+        return None
+    return Chem.MolToSmiles(Chem.RemoveHs(made))
+
+
 def canonical(smiles: str) -> str | None:
     molecule = _rdkit().MolFromSmiles(smiles)
     return None if molecule is None else _rdkit().MolToSmiles(molecule)

@@ -1,5 +1,6 @@
 """Seed structures: the bundled sets (closed-shell G2 molecules and S22 dimers from ASE,
-scaffold-diverse drug-like molecules and BRICS fragments from MOSES, small bulk crystals) and a
+scaffold-diverse drug-like molecules and BRICS fragments from MOSES, enumerated small molecules,
+small bulk crystals) and a
 user's own file (SMILES or any structure file ASE reads).
 
 Each seed is (group, structure); `structure.info["family"]` is its scaffold family (see
@@ -112,6 +113,7 @@ SEED_SETS: dict[str, SeedSet] = {
     "molecules": _built(seed_molecules),  # G2 + S22, CHNO, closed-shell
     "drug-like": _bundled("drug-like"),  # MOSES, one molecule per Bemis-Murcko scaffold, 18-25 heavy atoms
     "fragments": _bundled("fragments"),  # BRICS fragments of other MOSES molecules capped with H, 2-14 heavy atoms
+    "small": _bundled("small"),  # every small CHNO molecule up to 5 heavy atoms, smallest first, no G2/S22 family
     "crystals": _built(seed_crystals),  # small bulk cells (periodic teachers)
 }
 SMILES_SUFFIXES = (".smi", ".smiles", ".smi.gz")
