@@ -82,6 +82,13 @@ def test_each_check_fires(kind):
     assert [check for check, level in found.items() if level == "error"] == [kind]
 
 
+def test_a_plausible_statistical_force_outlier_is_a_warning():
+    frames = clean_frames()
+    typical = np.median(np.linalg.norm(frames.forces, axis=1))
+    frames.forces[7] *= 60.0 / np.linalg.norm(frames.forces[7])  # far past 5 robust sigmas, below 100 eV/Å
+    assert typical < 10 and levels(frames)["force outliers"] == "warning"
+
+
 @pytest.mark.parametrize("scale", [1.8897, 10.0])
 def test_positions_in_bohr_or_scaled_are_flagged(scale):
     frames = clean_frames()
