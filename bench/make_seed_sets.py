@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from mlffc.data.chemistry import (brics_fragments, molecule_from_smiles, parse_smiles, rng_seed, scaffold_family,
-                                  small_molecules)
-from mlffc.data.seeds import bundled_smiles_path, seed_molecules
+from mlffc.data.chemistry import (FAMILY_SEPARATOR, brics_fragments, molecule_from_smiles, parse_smiles, rng_seed,
+                                  scaffold_family, small_molecules)
+from mlffc.data.seeds import bundled_smiles_path, read_smiles_lines, seed_molecules
 
 ASSETS = Path(__file__).resolve().parents[1] / "toolchain" / "data" / "assets"
 CHNO = {"H", "C", "N", "O"}
-SMALL_HEAVY = 5  # 3,553 molecules up to 5 heavy atoms (about 25,000 up to 6)
+SMALL_HEAVY = 5  # 3,247 molecules enumerated up to 5 heavy atoms, nitro derivatives included
 NITRO_PARENT_HEAVY = 3  # nitro derivatives of the molecules up to 3 heavy atoms
 
 
@@ -54,7 +54,7 @@ def excluded_from_small() -> tuple[set[str], set[str]]:
 
     families, smiles = set(), set()
     for _, atoms in seed_molecules():
-        families.update(atoms.info["family"].split("|"))
+        families.update(atoms.info["family"].split(FAMILY_SEPARATOR))
         for part in atoms.info["smiles"].split("."):
             molecule = Chem.AddHs(Chem.MolFromSmiles(part))
             smiles.add(Chem.MolToSmiles(Chem.RemoveHs(molecule)))
@@ -78,8 +78,7 @@ def excluded_from_small() -> tuple[set[str], set[str]]:
 
 def small_set(seed: int) -> list[tuple[str, str]]:
     families, excluded = excluded_from_small()
-    with gzip.open(bundled_smiles_path("fragments"), "rt") as handle:
-        fragments = {line.split("\t")[0] for line in handle if not line.startswith("#")}
+    fragments = {smiles for _, smiles, _ in read_smiles_lines(bundled_smiles_path("fragments"))}
     rng = np.random.default_rng(seed)
     by_size: dict[int, list[str]] = {}
     for smiles in small_molecules(SMALL_HEAVY, NITRO_PARENT_HEAVY):
@@ -88,8 +87,10 @@ def small_set(seed: int) -> list[tuple[str, str]]:
             continue
         by_size.setdefault(molecule.GetNumHeavyAtoms(), []).append(smiles)
     ordered = [smiles for size in sorted(by_size) for smiles in rng.permutation(by_size[size])]
+    # kept: embeds with seed 0 (the first rule, which made the file the 2026-12-02 recipe run read)
+    # and with the seed the loader will use (so `small` loads with no problems)
     named = [(smiles, f"small-{k}") for k, smiles in enumerate(ordered)]
-    return [(smiles, name) for smiles, name in track(named, description="small molecules")  # and as the loader embeds it
+    return [(smiles, name) for smiles, name in track(named, description="small molecules")
             if _embeds(smiles, 0) and _embeds(smiles, rng_seed(name, smiles))]
 
 

@@ -195,7 +195,6 @@ def brics_fragments(smiles: list[str], min_heavy: int = 2, max_heavy: int = 14) 
 
 
 VALENCES = {"C": 4, "N": 3, "O": 2}  # neutral closed-shell valences of the enumerated heavy atoms
-NITRO = "[N+](=O)[O-]"  # the one charge-separated group enumerated: neutral overall, common in chemistry
 
 
 def small_molecules(max_heavy: int, nitro_parents_heavy: int = 0) -> list[str]:
@@ -204,9 +203,9 @@ def small_molecules(max_heavy: int, nitro_parents_heavy: int = 0) -> list[str]:
     single, double and triple bonds, as canonical SMILES ordered by heavy-atom count then SMILES.
     Left out as unstable or outside an organic teacher's data: O-O bonds, triple bonds in rings,
     ring atoms with two double bonds (cumulated bonds in a ring) and aromatic three- and
-    four-membered rings. Molecules of up to
-    `nitro_parents_heavy` heavy atoms also appear with one hydrogen on C or N replaced by a
-    nitro group (which neutral valences alone cannot make)."""
+    four-membered rings. Molecules of up to `nitro_parents_heavy` heavy atoms also appear with
+    one hydrogen on C or N replaced by a nitro group (charge-separated, neutral overall: neutral
+    valences alone cannot make it)."""
     Chem = _rdkit()
     sizes: list[set[str]] = [_closed_under_bonds({symbol for symbol in VALENCES}, Chem)]
     for _ in range(max_heavy - 1):

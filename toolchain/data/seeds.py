@@ -1,7 +1,6 @@
 """Seed structures: the bundled sets (closed-shell G2 molecules and S22 dimers from ASE,
 scaffold-diverse drug-like molecules and BRICS fragments from MOSES, enumerated small molecules,
-small bulk crystals) and a
-user's own file (SMILES or any structure file ASE reads).
+small bulk crystals) and a user's own file (SMILES or any structure file ASE reads).
 
 Each seed is (group, structure); `structure.info["family"]` is its scaffold family (see
 data.chemistry), and datasets are split by connected families, so no held-out molecule shares a

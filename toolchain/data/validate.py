@@ -22,8 +22,8 @@ MAX_ROBUST_Z = 20.0  # energy per atom: |x - median| / (1.4826 MAD) within its g
 ENERGY_SIGMA_FLOOR = 0.1  # eV/atom: a group of near-minimum frames has a tiny MAD, and a hard rattle is no error
 MAX_FORCE_LOG_Z = 5.0  # the same on log |F| per element (force magnitudes are log-normal-like, with a long tail)
 # eV/Å: a statistical force outlier is an error only beyond this; below it is a warning. A dataset
-# of millions of atoms always holds some atoms past 5 robust sigmas (the recipe's 0.06 Å rattles of
-# 1.4 M atoms: 8 hydrogens at 36-41 eV/Å, real teacher labels); forces this large are not.
+# of millions of atoms always holds some atoms past 5 robust sigmas (the recipe's 1.27 M atoms: 8,
+# the largest hydrogens in 0.06 Å rattles at 36-49 eV/Å, real teacher labels); forces this large are not.
 MAX_PLAUSIBLE_FORCE = 100.0
 MIN_FRAMES_FOR_STATISTICS = 8  # energy outliers are judged in groups (or compositions) at least this large
 # median over a frame's atoms of (nearest-neighbour distance / sum of covalent radii): ~1 in any
