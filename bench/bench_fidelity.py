@@ -25,7 +25,7 @@ from mlffc.compiler import compile_student, resolve_target
 from mlffc.data.storage import read_dataset
 from mlffc.data.validate import MIN_DISTANCE
 from mlffc.md import langevin_stability, nve_drift
-from mlffc.metrics import CATEGORIES, errors_by_category
+from mlffc.metrics import CATEGORIES, errors_by_category, errors_by_source
 from mlffc.runtime import load
 from mlffc.structures import closest_pair
 from mlffc.students import load_student
@@ -61,17 +61,15 @@ def main() -> None:
               "test_frames_dropped": {"count": len(clashing), "why": f"atoms nearer than {MIN_DISTANCE} Å"}, "rounds": []}
     for entry in record["rounds"]:
         student, _ = load_student(args.workdir / "runs" / f"round-{entry['round']:02d}" / "student.safetensors")
-        energy, forces, stress = predict_frames(student, test)
         report["rounds"].append({"round": entry["round"], "frames": entry["frames"], "added": entry.get("added"),
-                                 "train_seconds": entry["train_seconds"], "test": errors_by_category(energy, forces, test, stress)})
+                                 "train_seconds": entry["train_seconds"], **test_errors(student, test)})
 
     final = args.student or Path(record["best"])
     if args.student:
         student, _ = load_student(args.student)
-        energy, forces, stress = predict_frames(student, test)
         history = json.loads((args.student.parent / "history.json").read_text())["history"]
         report["rounds"].append({"round": f"final ({args.student.parent.name})", "frames": len(frames), "added": None,
-                                 "train_seconds": history[-1]["seconds"], "test": errors_by_category(energy, forces, test, stress)})
+                                 "train_seconds": history[-1]["seconds"], **test_errors(student, test)})
     artifact = args.workdir / "artifact-cpu"
     manifest = compile_student(final, resolve_target("cpu"), artifact, args.workdir / "data")
     model = load(artifact)
@@ -97,6 +95,12 @@ def main() -> None:
     print(table)
 
 
+def test_errors(student, test) -> dict:
+    """The student's test errors by category and by seed set."""
+    energy, forces, stress = predict_frames(student, test)
+    return {"test": errors_by_category(energy, forces, test, stress), "test_by_source": errors_by_source(energy, forces, test, stress)}
+
+
 def unseen_molecules(test, count: int):
     """The relaxed seed frames of the largest-scaffold test molecules (drug-like first), up to `count`."""
     seeds = [k for k in range(len(test)) if test.sampler[k] == "seed" and not test.pbc[k].any()
@@ -118,6 +122,11 @@ def markdown(report: dict) -> str:
                      f"{1e3 * t['all']['energy_mae_per_atom']:.2f} | " + " | ".join(cells)
                      + f" | {1e3 * liquid.get('energy_mae_per_atom', float('nan')):.2f} | "
                      + (f"{100 * liquid['stress_relative_error']:.1f}% |" if "stress_relative_error" in liquid else " |"))
+    sources = sorted({name for r in report["rounds"] for name in r["test_by_source"]} - {"all"})
+    lines += ["", "| round | " + " | ".join(f"F-MAE {name} (frames)" for name in sources) + " |", "|---" * (1 + len(sources)) + "|"]
+    for r in report["rounds"]:
+        t = r["test_by_source"]
+        lines.append(f"| {r['round']} | " + " | ".join(f"{t[n]['force_mae']:.4f} ({t[n]['frames']})" if n in t else "" for n in sources) + " |")
     s = report["speed"]
     lines += ["", f"Compiled student ({s['parameters']:,} parameters) at {s['atoms']} atoms: {s['student_call_ms']:.2f} ms per call "
               f"(neighbour list included, 1 thread) vs teacher {s['teacher_ms']:.1f} ms: {s['ratio']:.1f}x."]

@@ -42,6 +42,7 @@ def test_one_on_policy_round_end_to_end_and_resume(tmp_path):
     assert first["added"]["added"] == len(added) and first["added"]["trajectories"] >= 4
     for split in ("val", "test"):
         assert np.isfinite(first[split]["all"]["force_mae"]) and first[split]["all"]["frames"] > 0
+        assert first[f"{split}_by_source"]["all"] == first[split]["all"] and len(first[f"{split}_by_source"]) > 1
     best = min(record["rounds"], key=lambda r: r["val"]["all"]["force_mae"] + r["val"]["all"]["energy_mae_per_atom"])
     assert json.loads((tmp_path / RECORD).read_text())["best"].endswith(f"round-{best['round']:02d}/student.safetensors")
 

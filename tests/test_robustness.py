@@ -452,3 +452,12 @@ def test_a_molecule_spread_over_megametres_is_refused_before_the_neighbour_searc
     atoms = Atoms("N2H2", positions=[[0, 1e4, 4.5], [-5, 0, 0], [3e6, 15.6, -4], [0, 0, 0]])
     with pytest.raises(MlffcError, match="spread over 3e\\+06 Å"):
         check_structures([atoms])
+
+
+def test_a_non_finite_gradient_is_named_as_the_gradient():
+    from mlffc.trainers.distill import non_finite_loss
+
+    sums = {"energy": torch.tensor(1.0), "forces": torch.tensor(2.0)}
+    message = non_finite_loss("7 (g2/H2O)", {"epoch": 0, "step": 4}, sums, what="the gradient of the training loss")
+    assert message.startswith("the gradient of the training loss is not finite at epoch 1, step 5")
+    assert "all finite: the student diverged" in message and "7 (g2/H2O)" in message

@@ -107,16 +107,38 @@ def errors_by_category(energy, forces, frames, stress=None) -> dict[str, dict[st
     """error_metrics of each category present in `frames` (and 'all'), with frame and atom
     counts; where `stress` [B, 3, 3] is given and frames carry stress labels, the relative stress
     error over the periodic frames as well (stress_relative_error)."""
+    categories = [category_of(str(s)) for s in frames.sampler]
+    return errors_by_label(energy, forces, frames, categories, CATEGORIES, stress)
+
+
+def source_of(group: str) -> str:
+    """The seed set a group comes from: the part of its name before the first '/' without a SMILES
+    suffix ('drug-like.smi/123' -> 'drug-like'; 'bulk/Cu' -> 'bulk'), or the whole name."""
+    source = group.split("/", 1)[0]
+    for suffix in (".smi", ".smiles"):
+        source = source.removesuffix(suffix)
+    return source
+
+
+def errors_by_source(energy, forces, frames, stress=None) -> dict[str, dict[str, float]]:
+    """error_metrics per seed set (source_of each frame's group) and 'all', like errors_by_category:
+    whether a student trained on several sets is as good on each as one trained on it alone."""
+    sources = [source_of(str(g)) for g in frames.group]
+    return errors_by_label(energy, forces, frames, sources, sorted(set(sources)), stress)
+
+
+def errors_by_label(energy, forces, frames, labels, names, stress=None) -> dict[str, dict[str, float]]:
+    """error_metrics over all frames and over the frames of each label in `names` that is present."""
     energy, forces = np.asarray(energy), np.asarray(forces)
-    categories = np.array([category_of(str(s)) for s in frames.sampler])
+    labels = np.asarray(labels, dtype=object)
     offsets = frames.offsets
-    atom_category = np.repeat(categories, frames.natoms)
+    atom_label = np.repeat(labels, frames.natoms)
     report = {}
-    for name in ("all", *CATEGORIES):
-        frame_mask = np.ones(len(frames), bool) if name == "all" else categories == name
+    for name in ("all", *names):
+        frame_mask = np.ones(len(frames), bool) if name == "all" else labels == name
         if not frame_mask.any():
             continue
-        atom_mask = np.ones(offsets[-1], bool) if name == "all" else atom_category == name
+        atom_mask = np.ones(offsets[-1], bool) if name == "all" else atom_label == name
         entry = error_metrics(energy[frame_mask], frames.energy[frame_mask], frames.natoms[frame_mask],
                               forces[atom_mask], frames.forces[atom_mask])
         entry.update(frames=int(frame_mask.sum()), atoms=int(atom_mask.sum()))

@@ -210,8 +210,7 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
                 if not torch.isfinite(norm):  # a finite loss can still overflow its gradient: no step
-                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums).replace(
-                        "training loss is", "the gradient of the training loss is"))
+                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums, what="the gradient of the training loss"))
                 optimiser.step()
                 scheduler.step()
                 ema.update_parameters(student)
@@ -277,9 +276,10 @@ def frames_of(state: dict, frames: Frames) -> str:
     return named + (f" and {len(indices) - 8} more" if len(indices) > 8 else "")
 
 
-def non_finite_loss(frames: str, state: dict, sums: dict) -> str:
+def non_finite_loss(frames: str, state: dict, sums: dict, what: str = "training loss") -> str:
+    """The error of a non-finite `what` (the loss, or its gradient): where, which terms, what to do."""
     bad = [t for t, value in sums.items() if not torch.isfinite(value)]
-    return (f"training loss is not finite at epoch {state['epoch'] + 1}, step {state['step'] + 1} (terms: "
+    return (f"{what} is not finite at epoch {state['epoch'] + 1}, step {state['step'] + 1} (terms: "
             f"{', '.join(bad) or 'all finite: the student diverged'}) on the train-split frames {frames}; check those "
             f"frames' labels (mlffc data validate) or lower lr; nothing from this step was saved")
 

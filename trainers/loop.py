@@ -388,7 +388,7 @@ def _round_validation_score(entry: dict) -> float:
 
 def _round_entry(number: int, student, frames, result: dict, seconds: float, round_data: Path) -> dict:
     from mlffc.data.storage import read_attrs
-    from mlffc.metrics import errors_by_category
+    from mlffc.metrics import errors_by_category, errors_by_source
     from mlffc.trainers.distill import predict_frames
 
     entry = {"round": number, "frames": len(frames), "train_seconds": seconds, "best_epoch": result["best"].get("epoch")}
@@ -398,4 +398,5 @@ def _round_entry(number: int, student, frames, result: dict, seconds: float, rou
         part = frames.split_named(split)
         energy, forces, stress = predict_frames(student, part)
         entry[split] = errors_by_category(energy, forces, part, stress)
+        entry[f"{split}_by_source"] = errors_by_source(energy, forces, part, stress)
     return entry
