@@ -236,6 +236,47 @@ def validate_data(
     out.print("[green]PASSED[/]")
 
 
+@data_app.command("import")
+def import_data(
+    files: list[Path] = typer.Argument(..., help="files ase.io.read reads (extxyz, ASE db, ...) with energy and forces"),
+    out_path: Path = typer.Option(..., "--out", help="the mlffc-dataset HDF5 file to write"),
+    label_source: str = typer.Option(..., help="where the labels come from, e.g. 'DFT (ORCA wB97X/6-31G*)'"),
+    energy_key: Optional[str] = typer.Option(None, help="info key holding the energy (eV); default: the calculator's"),
+    forces_key: Optional[str] = typer.Option(None, help="arrays key holding the forces (eV/Å); default: the calculator's"),
+    stress_key: Optional[str] = typer.Option(None, help="info key holding the stress (eV/Å³); default: the calculator's"),
+    accept_invalid_data: bool = flag(False, "--accept-invalid-data", help="write even data that validation rejects"),
+):
+    """Import labelled frames (eV, Å, eV/Å) into the mlffc-dataset format, validated like generated data."""
+    from mlffc.data.exchange import import_frames
+    from mlffc.data.storage import write_frames
+    from mlffc.data.validate import validate
+
+    frames = import_frames(files, label_source, energy_key, forces_key, stress_key)
+    errors = validate(frames).errors
+    if errors:
+        found = "; ".join(f"{f.check}: {f.detail}" for f in errors)
+        if not accept_invalid_data:
+            raise MlffcError(f"{', '.join(map(str, files))} fails validation ({found}); nothing written; "
+                             "pass --accept-invalid-data to write it anyway")
+        console.print(f"[yellow]writing data that fails validation (--accept-invalid-data): {found}[/]")
+    write_frames(out_path, frames)
+    out.print(f"{out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, labels from {label_source}")
+
+
+@data_app.command("export")
+def export_data(
+    path: Path = typer.Argument(..., help="dataset: an HDF5 file, a directory of shards or a glob"),
+    target: Path = typer.Argument(..., help="the extxyz file to write"),
+):
+    """Write a dataset as extxyz (energy, forces and stress as calculator results)."""
+    from mlffc.data.exchange import export_extxyz
+    from mlffc.data.storage import read_dataset
+
+    frames = read_dataset(path)
+    export_extxyz(frames, target)
+    out.print(f"{target}: {len(frames)} frames")
+
+
 @app.command()
 def train(
     config_path: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML training config (defaults if omitted)"),
