@@ -27,10 +27,8 @@ def _label(atoms: Atoms, where: str, key: str | None, kind: str):
         raise MlffcError(f"{where}: no '{key}' {'array' if kind == 'forces' else 'info'} key for the {kind}; "
                          f"the frame holds {', '.join(known) or 'no keys'}")
     results = atoms.calc.results if atoms.calc is not None else {}
-    name = "energy" if kind == "energy" else kind
-    if name in results:
-        value = results[name] if kind != "energy" else results.get("energy", results.get("free_energy"))
-        return np.asarray(value, dtype=np.float64)
+    if kind in results:
+        return np.asarray(results[kind], dtype=np.float64)
     if kind == "stress":
         return None
     raise MlffcError(f"{where}: the frame carries no {kind} (calculator results: "
