@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mlffc.data.loader import GraphDataset
+from mlffc.data.exchange import import_frames, is_dataset_path
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
@@ -30,13 +31,27 @@ class Limits:
     compiled_vs_eager_energy_per_atom: float | None = None
 
 
-def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None) -> dict:
+def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None,
+                   reference_keys: list[tuple[str, str]] = ()) -> dict:
+    """`data` is an mlffc-dataset (its `split` is checked) or a file ase.io reads (all its frames:
+    the calculator's labels are the reference, plus each (energy, forces) info/arrays key pair
+    of `reference_keys`, reported apart under `vs_references`)."""
     model = load(artifact)
     accepted = model.manifest["accuracy"]["vs_eager"]["tolerance"]
     limits = replace(limits, compiled_vs_eager_forces=_given(limits.compiled_vs_eager_forces, accepted["forces"]),
                      compiled_vs_eager_energy_per_atom=_given(limits.compiled_vs_eager_energy_per_atom, accepted["energy_per_atom"]))
     check_limits(asdict(limits))
-    frames = read_dataset(data).split_named(split)
+    references = {}
+    if is_dataset_path(data):
+        if reference_keys:
+            raise MlffcError("--reference-keys reads info/arrays keys of an extxyz or ASE file, not of an HDF5 dataset")
+        frames = read_dataset(data).split_named(split)
+    else:
+        split = "all (external file)"
+        frames = import_frames([Path(data)], f"labels of {Path(data).name}")
+        for energy_key, forces_key in reference_keys:
+            labelled = import_frames([Path(data)], f"{energy_key},{forces_key}", energy_key, forces_key)
+            references[f"{energy_key},{forces_key}"] = labelled
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")
     missing = sorted(set(np.unique(frames.numbers).tolist()) - set(model.species))
@@ -46,6 +61,7 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     compiled = run_graphs(model.run, graphs)
     energy, forces, stress = concatenate(compiled)
     vs_teacher = error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
+    vs_references = {name: error_metrics(energy, ref.energy, ref.natoms, forces, ref.forces) for name, ref in references.items()}
     by_category = errors_by_category(energy, forces, frames, stress)
     student, _ = load_student(Path(artifact) / STUDENT_FILE)
     eager = run_graphs(lambda graph: student(*graph.inputs()), graphs)
@@ -64,9 +80,11 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "artifact": str(artifact),
         "data": str(data),
         "split": split,
+        "labels": "teacher" if is_dataset_path(data) else f"labels of {Path(data).name}",
         "frames": len(frames),
         "atoms": int(frames.natoms.sum()),
         "vs_teacher": vs_teacher,
+        "vs_references": vs_references,
         "by_category": by_category,
         "vs_eager": vs_eager,
         "limits": asdict(limits),

@@ -139,3 +139,8 @@ def export_extxyz(frames: Frames, out: Path) -> None:
         images.append(atoms)
     with atomic_path(out) as tmp:
         write(tmp, images, format="extxyz")
+
+
+def is_dataset_path(path: Path) -> bool:
+    """An mlffc-dataset (HDF5 file, directory of shards or glob) rather than a file for ase.io."""
+    return Path(path).is_dir() or Path(path).suffix.lower() in (".h5", ".hdf5") or any(c in str(path) for c in "*?[")
