@@ -108,3 +108,26 @@ def test_cli_import_export(tmp_path):
     bad = mlffc("data", "import", tmp_path / "nope.extxyz", "--out", tmp_path / "e.h5", "--label-source", "DFT")
     assert bad.returncode != 0 and "file not found" in bad.stderr + bad.stdout
     assert not (tmp_path / "e.h5").exists() and not list(tmp_path.glob(".e.h5*"))
+
+
+def test_check_reads_an_extxyz_with_further_references(artifact, small_data, tmp_path):
+    """`check --data FILE.extxyz`: its calculator labels are the gated reference, every named key
+    pair an extra, ungated one; a reference equal to the labels scores the same, a shifted one not."""
+    from mlffc.check import Limits, check_artifact
+    from mlffc.data.storage import read_dataset
+
+    test = read_dataset(small_data).split_named("test")
+    export_extxyz(test, tmp_path / "test.extxyz")
+    images = read(tmp_path / "test.extxyz", ":")
+    for atoms in images:
+        atoms.info["same_energy"], atoms.arrays["same_forces"] = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.info["dft_energy"], atoms.arrays["dft_forces"] = atoms.get_potential_energy() + 1.0, atoms.get_forces() + 0.5
+    write(tmp_path / "refs.extxyz", images)
+    report = check_artifact(artifact, tmp_path / "refs.extxyz", Limits(force_mae=100.0, energy_mae_per_atom=100.0),
+                            reference_keys=[("same_energy", "same_forces"), ("dft_energy", "dft_forces")])
+    assert report["frames"] == len(test) and report["labels"] == "labels of refs.extxyz"
+    same, dft = report["vs_references"]["same_energy,same_forces"], report["vs_references"]["dft_energy,dft_forces"]
+    assert same["force_mae"] == pytest.approx(report["vs_teacher"]["force_mae"], rel=1e-9)
+    assert dft["force_mae"] != pytest.approx(same["force_mae"]) and dft["energy_mae_per_atom"] != pytest.approx(same["energy_mae_per_atom"])
+    with pytest.raises(MlffcError, match="--reference-keys reads info/arrays keys"):
+        check_artifact(artifact, small_data, Limits(), reference_keys=[("a", "b")])
