@@ -95,7 +95,7 @@ def eager_profile(student, graph, rounds: int) -> dict:
             backward[BACKWARD.get(node, node)] += ev.cpu_time_total / 1e3 / rounds
         if name.startswith("aten::") and ev.cpu_parent is not None and not ev.cpu_parent.name.startswith("aten::"):
             flops += (ev.flops or 0) / rounds
-            for shape, dtype in zip(ev.input_shapes or [], ev.input_type or []):
+            for shape, dtype in zip(ev.input_shapes or [], ev.input_dtypes or []):
                 if isinstance(shape, list) and shape and all(isinstance(s, int) for s in shape):
                     size = 8 if "long" in str(dtype).lower() or "double" in str(dtype).lower() else 4
                     numel = 1
