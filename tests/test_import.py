@@ -88,13 +88,23 @@ def test_bad_input_names_the_problem(tmp_path, case, message):
         import_frames([path], "DFT", elements=elements, **keys)
 
 
-def test_imported_data_validates():
-    images = labelled(count=12)
-    import tempfile, pathlib
-    with tempfile.TemporaryDirectory() as tmp:
-        write(pathlib.Path(tmp) / "in.extxyz", images)
-        frames = import_frames([pathlib.Path(tmp) / "in.extxyz"], "DFT")
-    assert not validate(frames).errors
+def test_imported_data_validates(tmp_path):
+    write(tmp_path / "in.extxyz", labelled(count=12))
+    assert not validate(import_frames([tmp_path / "in.extxyz"], "DFT")).errors
+
+
+def test_cli_import_refuses_what_validation_rejects(tmp_path):
+    images = labelled(count=10)
+    for atoms in images:
+        atoms.positions *= 100.0  # positions in the wrong units (nm as if pm)
+    write(tmp_path / "far.extxyz", images)
+    refused = mlffc("data", "import", tmp_path / "far.extxyz", "--out", tmp_path / "d.h5", "--label-source", "DFT")
+    assert refused.returncode == 2 and "units of positions" in refused.stderr and "--accept-invalid-data" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "d.h5").exists()
+    accepted = mlffc("data", "import", tmp_path / "far.extxyz", "--out", tmp_path / "d.h5", "--label-source", "DFT",
+                     "--accept-invalid-data")
+    assert accepted.returncode == 0, accepted.stderr
+    assert len(read_frames(tmp_path / "d.h5")) == 10
 
 
 def test_cli_import_export(tmp_path):

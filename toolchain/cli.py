@@ -249,16 +249,9 @@ def import_data(
     """Import labelled frames (eV, Å, eV/Å) into the mlffc-dataset format, validated like generated data."""
     from mlffc.data.exchange import import_frames
     from mlffc.data.storage import write_frames
-    from mlffc.data.validate import validate
 
     frames = import_frames(files, label_source, energy_key, forces_key, stress_key)
-    errors = validate(frames).errors
-    if errors:
-        found = "; ".join(f"{f.check}: {f.detail}" for f in errors)
-        if not accept_invalid_data:
-            raise MlffcError(f"{', '.join(map(str, files))} fails validation ({found}); nothing written; "
-                             "pass --accept-invalid-data to write it anyway")
-        console.print(f"[yellow]writing data that fails validation (--accept-invalid-data): {found}[/]")
+    _refuse_invalid_data(frames, ", ".join(map(str, files)), "write", accept_invalid_data)
     write_frames(out_path, frames)
     out.print(f"{out_path}: {len(frames)} frames, {int(frames.natoms.sum())} atoms, labels from {label_source}")
 
@@ -303,7 +296,9 @@ def train(
     config = replace(config, **overrides)
     if not config.data:
         raise MlffcError("no training data: pass --data or set data in the config")
-    _refuse_invalid_data(Path(config.data), accept_invalid_data)
+    from mlffc.data.storage import read_dataset
+
+    _refuse_invalid_data(read_dataset(config.data), config.data, "train on", accept_invalid_data)
     _, result = run_train(config, out_dir, restart=restart)
     best = result["best"]
     out.print(f"best epoch {best['epoch']}: val force MAE {best['val_force_mae']:.4f} eV/Å, "
@@ -453,20 +448,20 @@ def _key_pairs(text: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _refuse_invalid_data(path: Path, accept: bool) -> None:
-    """Run `mlffc data validate`'s checks; refuse data they reject unless told to accept it."""
-    from mlffc.data.storage import read_dataset
+def _refuse_invalid_data(frames, name: str, action: str, accept: bool) -> None:
+    """Run `mlffc data validate`'s checks on `frames` (read from `name`); refuse data they reject
+    before `action` ('train on', 'write') unless told to accept it."""
     from mlffc.data.validate import validate
 
-    with console.status(f"validating {path}"):
-        errors = validate(read_dataset(path)).errors
+    with console.status(f"validating {name}"):
+        errors = validate(frames).errors
     if not errors:
         return
     found = "; ".join(f"{f.check}: {f.detail}" for f in errors)
     if not accept:
-        raise MlffcError(f"{path} fails validation ({found}); see `mlffc data validate {path}`, "
-                         "or pass --accept-invalid-data to train on it anyway")
-    console.print(f"[yellow]training on data that fails validation (--accept-invalid-data): {found}[/]")
+        raise MlffcError(f"{name} fails validation ({found}); nothing done: see `mlffc data validate`, "
+                         f"or pass --accept-invalid-data to {action} it anyway")
+    console.print(f"[yellow]{name} fails validation; going on to {action} it (--accept-invalid-data): {found}[/]")
 
 
 def _print_seed_problems(problems) -> None:
