@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mlffc.data.loader import GraphDataset
-from mlffc.data.exchange import import_frames, is_dataset_path
+from mlffc.data.exchange import import_with_references, is_dataset_path
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
@@ -41,17 +41,13 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     limits = replace(limits, compiled_vs_eager_forces=_given(limits.compiled_vs_eager_forces, accepted["forces"]),
                      compiled_vs_eager_energy_per_atom=_given(limits.compiled_vs_eager_energy_per_atom, accepted["energy_per_atom"]))
     check_limits(asdict(limits))
-    references = {}
     if is_dataset_path(data):
         if reference_keys:
             raise MlffcError("--reference-keys reads info/arrays keys of an extxyz or ASE file, not of an HDF5 dataset")
-        frames = read_dataset(data).split_named(split)
+        frames, references, labels = read_dataset(data).split_named(split), {}, "teacher"
     else:
-        split = "all (external file)"
-        frames = import_frames([Path(data)], f"labels of {Path(data).name}")
-        for energy_key, forces_key in reference_keys:
-            labelled = import_frames([Path(data)], f"{energy_key},{forces_key}", energy_key, forces_key)
-            references[f"{energy_key},{forces_key}"] = labelled
+        split, labels = "all (external file)", f"labels of {Path(data).name}"
+        frames, references = import_with_references([Path(data)], labels, reference_keys=tuple(reference_keys))
     if len(frames) == 0:
         raise MlffcError(f"{data} has no frames in the '{split}' split")
     missing = sorted(set(np.unique(frames.numbers).tolist()) - set(model.species))
@@ -61,7 +57,8 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     compiled = run_graphs(model.run, graphs)
     energy, forces, stress = concatenate(compiled)
     vs_teacher = error_metrics(energy, frames.energy, frames.natoms, forces, frames.forces)
-    vs_references = {name: error_metrics(energy, ref.energy, ref.natoms, forces, ref.forces) for name, ref in references.items()}
+    vs_references = {name: error_metrics(energy, ref_energy, frames.natoms, forces, ref_forces)
+                     for name, (ref_energy, ref_forces) in references.items()}
     by_category = errors_by_category(energy, forces, frames, stress)
     student, _ = load_student(Path(artifact) / STUDENT_FILE)
     eager = run_graphs(lambda graph: student(*graph.inputs()), graphs)
@@ -80,7 +77,7 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
         "artifact": str(artifact),
         "data": str(data),
         "split": split,
-        "labels": "teacher" if is_dataset_path(data) else f"labels of {Path(data).name}",
+        "labels": labels,
         "frames": len(frames),
         "atoms": int(frames.natoms.sum()),
         "vs_teacher": vs_teacher,

@@ -35,6 +35,18 @@ def _label(atoms: Atoms, where: str, key: str | None, kind: str):
                      f"{', '.join(sorted(results)) or 'none'}); name an info/arrays key with --{kind}-key")
 
 
+def _energy(value: np.ndarray, where: str) -> float:
+    if value.size != 1:
+        raise MlffcError(f"{where}: energy must be one number (eV), got shape {value.shape}")
+    return float(value.reshape(()))
+
+
+def _forces(value: np.ndarray, natoms: int, where: str) -> np.ndarray:
+    if value.shape != (natoms, 3):
+        raise MlffcError(f"{where}: forces have shape {value.shape}, expected ({natoms}, 3) in eV/Å")
+    return value
+
+
 def _stress_matrix(value: np.ndarray, where: str) -> np.ndarray:
     if value.shape == (6,):  # Voigt order xx yy zz yz xz xy, as ASE stores it
         xx, yy, zz, yz, xz, xy = value
@@ -45,8 +57,11 @@ def _stress_matrix(value: np.ndarray, where: str) -> np.ndarray:
 
 
 def read_labelled(paths: list[Path], energy_key: str | None = None, forces_key: str | None = None,
-                  stress_key: str | None = None, elements: set[str] | None = None) -> tuple[list[tuple[str, Atoms]], list[dict]]:
-    """Every frame of every file with its labels, checked before anything is written."""
+                  stress_key: str | None = None, elements: set[str] | None = None,
+                  reference_keys: tuple[tuple[str, str], ...] = ()) -> tuple[list[tuple[str, Atoms]], list[dict]]:
+    """Every frame of every file with its labels, checked before anything is written; each
+    (energy, forces) key pair of `reference_keys` read in the same pass into the label's
+    `references`, under the name 'ENERGY_KEY,FORCES_KEY'."""
     from ase.io import read
 
     frames, labels = [], []
@@ -70,17 +85,19 @@ def read_labelled(paths: list[Path], energy_key: str | None = None, forces_key: 
             energy = _label(atoms, where, energy_key, "energy")
             forces = _label(atoms, where, forces_key, "forces")
             stress = _label(atoms, where, stress_key, "stress")
-            if energy.size != 1:
-                raise MlffcError(f"{where}: energy must be one number (eV), got shape {energy.shape}")
-            if forces.shape != (len(atoms), 3):
-                raise MlffcError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3) in eV/Å")
             if len(atoms) < 1:
                 raise MlffcError(f"{where}: the frame has no atoms")
             if atoms.pbc.any() and not atoms.pbc.all():
                 raise MlffcError(f"{where}: periodic in some directions only ({atoms.pbc.tolist()}); allowed are all or none")
-            label = {"energy": float(energy.reshape(())), "forces": forces,
-                     "stress": None if stress is None else _stress_matrix(stress, where)}
-            for name, value in label.items():
+            label = {"energy": _energy(energy, where), "forces": _forces(forces, len(atoms), where),
+                     "stress": None if stress is None else _stress_matrix(stress, where),
+                     "references": {f"{e},{f}": (_energy(_label(atoms, where, e, "energy"), where),
+                                                 _forces(_label(atoms, where, f, "forces"), len(atoms), where))
+                                    for e, f in reference_keys}}
+            values = [("energy", label["energy"]), ("forces", label["forces"]), ("stress", label["stress"])]
+            values += [(f"{name} {kind}", value) for name, pair in label["references"].items()
+                       for kind, value in zip(("energy", "forces"), pair)]
+            for name, value in values:
                 if value is not None and not np.all(np.isfinite(value)):
                     raise MlffcError(f"{where}: {name} holds NaN or inf")
             frames.append((f"{path.stem}/{k}", atoms))
@@ -92,9 +109,21 @@ def import_frames(paths: list[Path], label_source: str, energy_key: str | None =
                   stress_key: str | None = None, elements: set[str] | None = None) -> Frames:
     """The files' frames as Frames (all in the train split, one group per frame), attributes
     naming the units, the label source and the files."""
+    return import_with_references(paths, label_source, energy_key, forces_key, stress_key, elements)[0]
+
+
+def import_with_references(paths: list[Path], label_source: str, energy_key: str | None = None,
+                           forces_key: str | None = None, stress_key: str | None = None,
+                           elements: set[str] | None = None, reference_keys: tuple[tuple[str, str], ...] = ()
+                           ) -> tuple[Frames, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """`import_frames`, plus each (energy, forces) key pair of `reference_keys` as further labels
+    of the same frames: {'ENERGY_KEY,FORCES_KEY': (energy [frames], forces [atoms, 3])}, from one read."""
     if not label_source.strip():
         raise MlffcError("--label-source must name where the labels come from, e.g. 'DFT (ORCA wB97X/6-31G*)'")
-    structures, labels = read_labelled(paths, energy_key, forces_key, stress_key, elements)
+    structures, labels = read_labelled(paths, energy_key, forces_key, stress_key, elements, tuple(reference_keys))
+    references = {f"{e},{f}": (np.array([lab["references"][f"{e},{f}"][0] for lab in labels]),
+                               np.concatenate([lab["references"][f"{e},{f}"][1] for lab in labels]))
+                  for e, f in reference_keys}
     with_stress = [lab["stress"] is not None for lab in labels]
     if any(with_stress) and not all(with_stress):
         first = with_stress.index(not with_stress[0])
@@ -117,7 +146,7 @@ def import_frames(paths: list[Path], label_source: str, energy_key: str | None =
         attrs={"units": UNITS, "label_source": label_source,
                "teacher": {"name": label_source, "family": "imported", "elements": symbols},
                "imported_from": [str(p) for p in paths]},
-    )
+    ), references
 
 
 def export_extxyz(frames: Frames, out: Path) -> None:
