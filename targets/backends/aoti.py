@@ -8,6 +8,7 @@ Python (`mlffc.runtime.load`) or C++ (dlopen, then AOTIModelPackageLoader).
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,9 +37,15 @@ class AotInductor(Backend):
         torch.set_num_threads(target.threads)
         torch.backends.cuda.matmul.allow_tf32 = target.precision == "tf32"
         try:
-            torch._inductor.aoti_compile_and_package(
-                exported, package_path=str(path), inductor_configs={"cpp.threads": target.threads}
-            )
+            with warnings.catch_warnings():
+                # torch 2.13's inductor deep-copies its own graph (after_aot.debug_wrapper), which
+                # constructs pytree LeafSpecs and so trips torch's deprecation of LeafSpec: torch's
+                # warning about torch's code, nothing a user of mlffc can act on.
+                warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                        category=FutureWarning)
+                torch._inductor.aoti_compile_and_package(
+                    exported, package_path=str(path), inductor_configs={"cpp.threads": target.threads}
+                )
         finally:
             torch.set_num_threads(previous[0])
             torch.backends.cuda.matmul.allow_tf32 = previous[1]
