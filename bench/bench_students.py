@@ -22,7 +22,7 @@ from pathlib import Path
 from mlffc.compiler import compile_student, resolve_target
 from mlffc.data.clusters import molecular_cluster
 from mlffc.data.generate import generate
-from mlffc.data.samplers import SamplingConfig
+from mlffc.data.sampling_config import SamplingConfig
 from mlffc.data.seeds import seed_molecules
 from mlffc.data.storage import read_dataset, write_frames
 from mlffc.graph import build_graph

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlffc.data.generate import generate
-from mlffc.data.samplers import SamplingConfig
+from mlffc.data.sampling_config import SamplingConfig
 from mlffc.data.seeds import seed_molecules
 
 SMALL_SEEDS = ("g2/CH4", "g2/H2O", "g2/CH3OH", "g2/HCN", "g2/C2H4", "g2/NH3", "g2/CH3CONH2", "g2/H2CO", "s22/Water_dimer")

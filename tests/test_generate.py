@@ -14,7 +14,8 @@ from ase.build import molecule
 
 from mlffc.data.clusters import MIN_GAP, packed_molecules
 from mlffc.data.generate import add_hessian_labels, generate, label
-from mlffc.data.samplers import SamplingConfig, normal_mode_samples, normal_modes, relax_molecules
+from mlffc.data.sampling_config import SamplingConfig
+from mlffc.data.samplers import normal_mode_samples, normal_modes, relax_molecules
 from mlffc.data.select import duplicate_pairs, uncertain
 from mlffc.data.seeds import first_groups, seed_molecules
 from mlffc.data.storage import Frames, read_dataset

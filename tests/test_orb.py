@@ -253,7 +253,8 @@ def test_every_model_builds_as_listed():
 def test_generate_crystals(direct):
     """Rattles, strains and Langevin MD of periodic cells, labelled with stress, split by group."""
     from mlffc.data.generate import generate
-    from mlffc.data.samplers import SamplingConfig, strain
+    from mlffc.data.sampling_config import SamplingConfig
+    from mlffc.data.samplers import strain
 
     atoms = cell()
     frames = strain(atoms, 0.02, 2, np.random.default_rng(0))

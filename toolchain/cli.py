@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlffc.data.sampling_config import SamplingConfig
 from mlffc.errors import MlffcError
 from mlffc.progress import console, output as out
 
@@ -75,6 +76,9 @@ def targets():
     (out if out.is_terminal else Console(width=220)).print(table)  # a pipe's default 80 columns would squash it
 
 
+SAMPLING = SamplingConfig()  # `mlffc generate`'s option defaults are the dataclass's
+
+
 @app.command()
 def generate(
     out_path: Path = typer.Option(..., "--out", help="HDF5 file to write; with --shards, a directory of shard files"),
@@ -87,20 +91,21 @@ def generate(
                               "file (.smi: SMILES [name] per line) or any structure file ASE reads (extxyz, xyz, db, ...)"),
     on_problem: str = typer.Option("skip", help="seed entries the teacher cannot describe (unparsable SMILES, unknown "
                                    "element, charged or open-shell): skip (listed) or refuse (exit before any work)"),
-    seed: int = typer.Option(0, help="seed of every sampler"),
-    mutants_per_seed: int = typer.Option(3, help="new molecules per seed molecule (H -> CH3/NH2/OH)"),
-    md_steps: Optional[int] = typer.Option(None, help="Langevin steps per temperature (default: 80 for molecules, "
+    seed: int = typer.Option(SAMPLING.seed, help="seed of every sampler"),
+    mutants_per_seed: int = typer.Option(SAMPLING.mutants_per_seed, help="new molecules per seed molecule (H -> CH3/NH2/OH)"),
+    md_steps: Optional[int] = typer.Option(None, help=f"Langevin steps per temperature (default: {SAMPLING.md_steps} for molecules, "
                                            "0 for crystals, whose MD costs one teacher call per step per cell)"),
-    md_interval: int = typer.Option(8, help="keep every N-th MD step"),
-    rattles_per_scale: int = typer.Option(6, help="rattled copies per seed and scale"),
-    strains_per_scale: int = typer.Option(4, help="strained copies per crystal and scale"),
-    normal_modes: int = typer.Option(4, help="normal-mode samples per molecule and temperature (300 K, 1000 K), "
+    md_interval: int = typer.Option(SAMPLING.md_interval, help="keep every N-th MD step"),
+    rattles_per_scale: int = typer.Option(SAMPLING.rattles_per_scale, help="rattled copies per seed and scale"),
+    strains_per_scale: int = typer.Option(SAMPLING.strains_per_scale, help="strained copies per crystal and scale"),
+    normal_modes: int = typer.Option(SAMPLING.normal_modes_per_temperature, help="normal-mode samples per molecule and temperature "
+                                     f"({', '.join(f'{t:.0f} K' for t in SAMPLING.normal_mode_temperatures)}), "
                                      "from the teacher's Hessian; 0 for none"),
     packed: Optional[int] = typer.Option(None, help="packed clusters and periodic boxes (10-1000 atoms) of random seed "
                                          "molecules, over all shards (default: 20 for molecules, 0 for crystals)"),
-    spread_quantile: float = typer.Option(0.0, help="per molecule, drop this fraction of frames with the lowest "
+    spread_quantile: float = typer.Option(SAMPLING.spread_quantile, help="per molecule, drop this fraction of frames with the lowest "
                                           "ensemble spread per sqrt(atoms) (ensemble teachers)"),
-    hessian_vectors: int = typer.Option(0, help="frames per molecule labelled with one exact Hessian-vector product"),
+    hessian_vectors: int = typer.Option(SAMPLING.hessian_vectors, help="frames per molecule labelled with one exact Hessian-vector product"),
     unseen_by: Optional[Path] = typer.Option(None, help="a student checkpoint this data will fine-tune (train --init): "
                                              "molecules of the scaffold families it was trained on stay in training, so "
                                              "validation and test hold only chemistry it never saw"),
@@ -115,7 +120,6 @@ def generate(
     """Sample configurations from seed structures, label them with the teacher, write HDF5 (one
     file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
     from mlffc.data.generate import generate as run_generate
-    from mlffc.data.samplers import SamplingConfig
     from mlffc.data.seeds import first_groups, load_seeds
     from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
     from mlffc.data.storage import write_frames
@@ -157,7 +161,7 @@ def generate(
     if not has_molecules or any(atoms.pbc.any() for _, atoms in chosen):
         if not capabilities.periodic:
             raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
-    md_steps = md_steps if md_steps is not None else 80 if has_molecules else 0
+    md_steps = md_steps if md_steps is not None else SAMPLING.md_steps if has_molecules else 0
     packed = packed if packed is not None else 20 if has_molecules else 0
     config = SamplingConfig(seed=seed, md_steps=md_steps, md_interval=md_interval, rattles_per_scale=rattles_per_scale,
                             strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,

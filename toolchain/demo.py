@@ -31,7 +31,7 @@ def run_demo(workdir: Path, fresh: bool = False, from_scratch: bool = False) -> 
     from mlffc.check import Limits, check_artifact
     from mlffc.compiler import compile_student, resolve_target
     from mlffc.data.generate import generate
-    from mlffc.data.samplers import SamplingConfig
+    from mlffc.data.sampling_config import SamplingConfig
     from mlffc.data.seeds import mark_seen_families, seed_molecules
     from mlffc.data.storage import read_frames, write_frames
     from mlffc.errors import MlffcError

@@ -102,7 +102,7 @@ class DistillConfig:
 
     def check(self) -> None:
         """Every nested setting valid before any work starts."""
-        from mlffc.data.samplers import SamplingConfig
+        from mlffc.data.sampling_config import SamplingConfig
 
         for name, cls, values in (("sampling", SamplingConfig, self.sampling), ("train", TrainConfig, self.train),
                                   ("round", RoundConfig, self.round)):
@@ -120,7 +120,7 @@ class DistillConfig:
             raise MlffcError(f"holdout must be two fractions (val, test) in (0, 0.5), got {self.holdout}")
 
     def sampling_config(self):
-        from mlffc.data.samplers import SamplingConfig
+        from mlffc.data.sampling_config import SamplingConfig
 
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.sampling.items()}
         return SamplingConfig(**{"seed": self.seed, **values})
@@ -288,7 +288,8 @@ def on_policy_frames(checkpoint: Path, frames, teacher, rounds: RoundConfig, see
     packed systems of them, at each temperature."""
     from mlffc.data.clusters import packed_molecules
     from mlffc.data.generate import label
-    from mlffc.data.samplers import SamplingConfig, crystal_md, gas_md
+    from mlffc.data.sampling_config import SamplingConfig
+    from mlffc.data.samplers import crystal_md, gas_md
     from mlffc.data.validate import MAX_ROBUST_Z, energy_robust_z
     from mlffc.structures import closest_pair
     from mlffc.students import load_student

@@ -15,7 +15,8 @@ from ase import Atoms
 from mlffc.data.chemistry import FAMILY_SEPARATOR, SEEN_IN_TRAINING
 from mlffc.data.clusters import packed_molecules
 from mlffc.data.mutate import mutate_seeds, parent_group
-from mlffc.data.samplers import (SamplingConfig, crystal_md, gas_md, normal_mode_samples, rattle, relax_molecules,
+from mlffc.data.sampling_config import SamplingConfig
+from mlffc.data.samplers import (crystal_md, gas_md, normal_mode_samples, rattle, relax_molecules,
                                  strain)
 from mlffc.data.select import groups_of, uncertain, without_duplicates
 from mlffc.data.storage import SPLITS, Frames

@@ -17,7 +17,7 @@ from pathlib import Path
 from ase import Atoms
 
 from mlffc.data.generate import generate, seeds_sha256
-from mlffc.data.samplers import SamplingConfig
+from mlffc.data.sampling_config import SamplingConfig
 from mlffc.data.storage import SHARD_NAME, read_attrs, write_frames
 from mlffc.errors import MlffcError
 from mlffc.progress import console, progress_bar, quiet
