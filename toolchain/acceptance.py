@@ -57,12 +57,12 @@ def float32_rounding(student: Student, calibration: Calibration, eager: list) ->
     def in_float64(graph):
         return reference(*(x.double() if x.is_floating_point() else x for x in graph.inputs()))
 
-    return calibration.difference(eager, calibration.run(in_float64), relative_forces=True)
+    return calibration.difference(eager, calibration.run(in_float64))
 
 
 def acceptance(compiled: CompiledModel, calibration: Calibration, eager: list, tolerance: dict) -> dict:
     """Compiled vs the eager outputs on the calibration graphs; refuse beyond tolerance."""
-    worst = calibration.difference(calibration.run(compiled.run), eager, relative_forces=True)
+    worst = calibration.difference(calibration.run(compiled.run), eager)
     if not all(worst[k] <= tolerance[k] for k in worst):
         raise MlffcError(f"compiled model disagrees with the eager student ({worst}, tolerance {tolerance}); artifact not written")
     return {"max_abs_energy_per_atom": worst["energy_per_atom"], "max_forces_error": worst["forces"], "tolerance": tolerance}
