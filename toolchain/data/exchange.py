@@ -35,25 +35,33 @@ def _label(atoms: Atoms, where: str, key: str | None, kind: str):
                      f"{', '.join(sorted(results)) or 'none'}); name an info/arrays key with --{kind}-key")
 
 
-def _energy(value: np.ndarray, where: str) -> float:
-    if value.size != 1:
-        raise MlffcError(f"{where}: energy must be one number (eV), got shape {value.shape}")
-    return float(value.reshape(()))
-
-
-def _forces(value: np.ndarray, natoms: int, where: str) -> np.ndarray:
-    if value.shape != (natoms, 3):
-        raise MlffcError(f"{where}: forces have shape {value.shape}, expected ({natoms}, 3) in eV/Å")
+def _finite(value, where: str, name: str):
+    if not np.all(np.isfinite(value)):
+        raise MlffcError(f"{where}: {name} holds NaN or inf")
     return value
+
+
+def _energy(value: np.ndarray, where: str, name: str = "energy") -> float:
+    if value.size != 1:
+        raise MlffcError(f"{where}: {name} must be one number (eV), got shape {value.shape}")
+    return _finite(float(value.reshape(())), where, name)
+
+
+def _forces(value: np.ndarray, natoms: int, where: str, name: str = "forces") -> np.ndarray:
+    if value.shape != (natoms, 3):
+        raise MlffcError(f"{where}: {name} have shape {value.shape}, expected ({natoms}, 3) in eV/Å")
+    return _finite(value, where, name)
 
 
 def _stress_matrix(value: np.ndarray, where: str) -> np.ndarray:
     if value.shape == (6,):  # Voigt order xx yy zz yz xz xy, as ASE stores it
         xx, yy, zz, yz, xz, xy = value
-        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    if value.shape in ((3, 3), (9,)):
-        return value.reshape(3, 3)
-    raise MlffcError(f"{where}: stress has shape {value.shape}; allowed are 6 (Voigt) or 3x3 values in eV/Å³")
+        matrix = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    elif value.shape in ((3, 3), (9,)):
+        matrix = value.reshape(3, 3)
+    else:
+        raise MlffcError(f"{where}: stress has shape {value.shape}; allowed are 6 (Voigt) or 3x3 values in eV/Å³")
+    return _finite(matrix, where, "stress")
 
 
 def read_labelled(paths: list[Path], energy_key: str | None = None, forces_key: str | None = None,
@@ -91,15 +99,9 @@ def read_labelled(paths: list[Path], energy_key: str | None = None, forces_key: 
                 raise MlffcError(f"{where}: periodic in some directions only ({atoms.pbc.tolist()}); allowed are all or none")
             label = {"energy": _energy(energy, where), "forces": _forces(forces, len(atoms), where),
                      "stress": None if stress is None else _stress_matrix(stress, where),
-                     "references": {f"{e},{f}": (_energy(_label(atoms, where, e, "energy"), where),
-                                                 _forces(_label(atoms, where, f, "forces"), len(atoms), where))
+                     "references": {f"{e},{f}": (_energy(_label(atoms, where, e, "energy"), where, f"{e},{f} energy"),
+                                                 _forces(_label(atoms, where, f, "forces"), len(atoms), where, f"{e},{f} forces"))
                                     for e, f in reference_keys}}
-            values = [("energy", label["energy"]), ("forces", label["forces"]), ("stress", label["stress"])]
-            values += [(f"{name} {kind}", value) for name, pair in label["references"].items()
-                       for kind, value in zip(("energy", "forces"), pair)]
-            for name, value in values:
-                if value is not None and not np.all(np.isfinite(value)):
-                    raise MlffcError(f"{where}: {name} holds NaN or inf")
             frames.append((f"{path.stem}/{k}", atoms))
             labels.append(label)
     return frames, labels
@@ -121,9 +123,9 @@ def import_with_references(paths: list[Path], label_source: str, energy_key: str
     if not label_source.strip():
         raise MlffcError("--label-source must name where the labels come from, e.g. 'DFT (ORCA wB97X/6-31G*)'")
     structures, labels = read_labelled(paths, energy_key, forces_key, stress_key, elements, tuple(reference_keys))
-    references = {f"{e},{f}": (np.array([lab["references"][f"{e},{f}"][0] for lab in labels]),
-                               np.concatenate([lab["references"][f"{e},{f}"][1] for lab in labels]))
-                  for e, f in reference_keys}
+    names = [f"{e},{f}" for e, f in reference_keys]
+    references = {name: (np.array([lab["references"][name][0] for lab in labels]),
+                         np.concatenate([lab["references"][name][1] for lab in labels])) for name in names}
     with_stress = [lab["stress"] is not None for lab in labels]
     if any(with_stress) and not all(with_stress):
         first = with_stress.index(not with_stress[0])
