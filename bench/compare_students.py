@@ -17,11 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_fidelity import test_errors
+from bench_fidelity import test_errors, valid_frames
 from mlffc.data.storage import read_dataset
-from mlffc.data.validate import MIN_DISTANCE
 from mlffc.metrics import errors_by_category, errors_by_source
-from mlffc.structures import closest_pair
 from mlffc.students import load_student
 from mlffc.teachers.fennol import FennolTeacher
 from mlffc.teachers.registry import bundled_files
@@ -33,7 +31,7 @@ def compare(data: Path, students: dict[str, str], members: list[int] = (), every
     frames = read_dataset(data)
     families = frames.attrs.get("families", {})
     test = frames.split_named("test")
-    valid = [k for k in range(0, len(test), every) if closest_pair(test.atoms(k), MIN_DISTANCE) is None]
+    valid = valid_frames(test, every)
     report = {"data": str(data), "valid_test_frames": len(valid), "students": {}}
     teacher = frames.attrs["teacher"]["name"]
     for member in members:

@@ -4,7 +4,7 @@ exceeds its limit, so CI can gate on it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from mlffc.data.loader import GraphDataset
 from mlffc.data.exchange import import_with_references, is_dataset_path
 from mlffc.data.storage import read_dataset
+from mlffc.check_settings import Limits, MdLimits, MdSettings
 from mlffc.errors import MlffcError
 from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
 from mlffc.plots import parity_figure, pyplot, save_figure
@@ -19,16 +20,6 @@ from mlffc.progress import console
 from mlffc.runtime import load
 from mlffc.runtime.manifest import STUDENT_FILE
 from mlffc.students import load_student
-
-
-@dataclass
-class Limits:
-    force_mae: float = 0.1  # eV/Å, against the teacher
-    energy_mae_per_atom: float = 0.01  # eV/atom, against the teacher
-    # eV/atom max |dE| per atom, and eV/Å max |dF| relative above metrics.FORCE_SCALE (as compile's
-    # acceptance); None: the tolerance the artifact was accepted with (its precision and passes)
-    compiled_vs_eager_forces: float | None = None
-    compiled_vs_eager_energy_per_atom: float | None = None
 
 
 def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "test", plot: Path | None = None,
@@ -110,25 +101,6 @@ def gate(name: str, measured: float, limit: float, unit: str = "") -> str | None
     if not measured <= limit:
         return f"{name} = {measured:.3g} > {limit:.3g}{unit}"
     return None
-
-
-@dataclass
-class MdSettings:
-    """The simulations of `mlffc check --md` (docs/runtime.md)."""
-
-    molecule: str = "CH3CH2OH"  # ASE molecule name, for NVE in vacuum
-    box_molecules: int = 27  # water molecules of the periodic box: 27 fill a 9.3 Å cube at ~1 g/cm³
-    nve_steps: int = 1000
-    nvt_steps: int = 1000  # sampled for the RDF, after `equilibration`
-    equilibration: int = 250
-    timestep_fs: float = 0.5
-    temperature: float = 300.0  # K, initial velocities and thermostat
-
-
-@dataclass
-class MdLimits:
-    drift: float = 1e-3  # eV/atom/ps, |slope| of the artifact's NVE total energy, each system
-    rdf_error: float = 0.15  # mean |g_artifact(r) - g_teacher(r)| of the O-O RDF over its bins
 
 
 def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: MdLimits, plot: Path | None = None) -> dict:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlffc.check_settings import Limits, MdLimits, MdSettings
 from mlffc.data.sampling_config import SamplingConfig
 from mlffc.errors import MlffcError
 from mlffc.progress import console, output as out
@@ -77,6 +78,8 @@ def targets():
 
 
 SAMPLING = SamplingConfig()  # `mlffc generate`'s option defaults are the dataclass's
+LIMITS, MD, MD_LIMITS = Limits(), MdSettings(), MdLimits()  # and `mlffc check`'s
+GENERATE_HOLDOUT = (0.1, 0.1)  # fractions of seed families `mlffc generate` holds out for validation and test
 
 
 @app.command()
@@ -119,16 +122,40 @@ def generate(
 ):
     """Sample configurations from seed structures, label them with the teacher, write HDF5 (one
     file, or shard files that any machine can make; finished shards are skipped on a re-run)."""
-    from mlffc.data.generate import generate as run_generate
-    from mlffc.data.seeds import first_groups, load_seeds
-    from mlffc.data.shards import ShardJob, TeacherSpec, check_settings, finished_shards, run_shards
-    from mlffc.data.storage import write_frames
+    from mlffc.data.shards import TeacherSpec
 
     _at_least(md_interval=(md_interval, 1), mutants_per_seed=(mutants_per_seed, 0), rattles_per_scale=(rattles_per_scale, 0),
               strains_per_scale=(strains_per_scale, 0), normal_modes=(normal_modes, 0), hessian_vectors=(hessian_vectors, 0),
               workers=(workers, 1), md_steps=(md_steps, 0), packed=(packed, 0), limit=(limit, 1))
     if not 0.0 <= spread_quantile < 1.0:
         raise MlffcError(f"--spread-quantile must be in [0, 1) (a fraction of frames to drop), got {spread_quantile}")
+    _check_generate_destination(out_path, shards, shard, workers, scheduler)
+    spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
+    labeller = spec.load()
+    if "random_init" in labeller.info.source:
+        console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
+                      "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
+    chosen = _chosen_seeds(seeds, teacher, labeller, on_problem, limit, unseen_by)
+    has_molecules = any(not atoms.pbc.any() for _, atoms in chosen)
+    capabilities = labeller.info.capabilities
+    if (not has_molecules or any(atoms.pbc.any() for _, atoms in chosen)) and not capabilities.periodic:
+        raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
+    config = SamplingConfig(seed=seed, md_steps=md_steps if md_steps is not None else SAMPLING.md_steps if has_molecules else 0,
+                            md_interval=md_interval, rattles_per_scale=rattles_per_scale,
+                            strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,
+                            normal_modes_per_temperature=normal_modes if has_molecules else 0,
+                            packed_systems=packed if packed is not None else 20 if has_molecules else 0,
+                            spread_quantile=spread_quantile, hessian_vectors=hessian_vectors)
+    if (config.normal_modes_per_temperature or hessian_vectors) and not capabilities.hessian:
+        raise MlffcError(f"teacher '{teacher}' gives no Hessians: pass --normal-modes 0 and --hessian-vectors 0")
+    if shards is None:
+        _generate_file(out_path, spec, labeller, chosen, config, overwrite, seeds)
+    else:
+        _generate_shards(out_path, spec, labeller, chosen, config, overwrite, shards, shard, workers, scheduler)
+
+
+def _check_generate_destination(out_path: Path, shards: int | None, shard: int | None, workers: int, scheduler: str | None) -> None:
+    """--out is a file without --shards and a directory with them; shard options need --shards."""
     if shards is None and (shard is not None or workers > 1 or scheduler):
         raise MlffcError("--shard, --workers and --scheduler need --shards")
     if shards is None and out_path.is_dir():
@@ -137,16 +164,17 @@ def generate(
         raise MlffcError(f"--out {out_path} is a file: with --shards, --out names a directory for the shard files")
     if shards is not None and (shards < 1 or (shard is not None and not 0 <= shard < shards)):
         raise MlffcError(f"--shards must be 1 or more and --shard in 0..{(shards or 1) - 1}")
-    spec = TeacherSpec(teacher, precision, str(weights) if weights else None, random_init)
-    labeller = spec.load()
-    if "random_init" in labeller.info.source:
-        console.print(f"[bold yellow]WARNING: teacher {teacher} has RANDOM weights (--random-init {random_init}): "
-                      "its labels are not physics; use them for tests and benchmarks only. The dataset records it.[/]")
+
+
+def _chosen_seeds(seeds: str, teacher: str, labeller, on_problem: str, limit: int | None, unseen_by: Path | None) -> list:
+    """The seed groups to sample: loaded (problems listed), the first `limit`, and those sharing a
+    scaffold family with `unseen_by`'s training data marked to stay in training."""
+    from mlffc.data.seeds import first_groups, load_seeds, mark_seen_families
+
     loaded, problems = load_seeds(seeds, labeller.info.elements, on_problem, workers=len(os.sched_getaffinity(0)))
     _print_seed_problems(problems)
     chosen = first_groups(loaded, limit)
     if unseen_by is not None:
-        from mlffc.data.seeds import mark_seen_families
         from mlffc.students import load_student
 
         seen = set(load_student(unseen_by)[1].get("trained_families", []))
@@ -156,34 +184,33 @@ def generate(
                       f"{unseen_by.name}'s training data: kept in training")
     if not chosen:
         raise MlffcError(f"no usable seeds in {seeds!r} for teacher '{teacher}' (elements {', '.join(labeller.info.elements)})")
-    has_molecules = any(not atoms.pbc.any() for _, atoms in chosen)
-    capabilities = labeller.info.capabilities
-    if not has_molecules or any(atoms.pbc.any() for _, atoms in chosen):
-        if not capabilities.periodic:
-            raise MlffcError(f"teacher '{teacher}' does not take periodic cells; crystals need one that does (mlffc teachers)")
-    md_steps = md_steps if md_steps is not None else SAMPLING.md_steps if has_molecules else 0
-    packed = packed if packed is not None else 20 if has_molecules else 0
-    config = SamplingConfig(seed=seed, md_steps=md_steps, md_interval=md_interval, rattles_per_scale=rattles_per_scale,
-                            strains_per_scale=strains_per_scale, mutants_per_seed=mutants_per_seed,
-                            normal_modes_per_temperature=normal_modes if has_molecules else 0,
-                            packed_systems=packed, spread_quantile=spread_quantile, hessian_vectors=hessian_vectors)
-    if (config.normal_modes_per_temperature or hessian_vectors) and not capabilities.hessian:
-        raise MlffcError(f"teacher '{teacher}' gives no Hessians: pass --normal-modes 0 and --hessian-vectors 0")
-    holdout = (0.1, 0.1)
-    if shards is None:
-        job = ShardJob(spec, chosen, config, holdout, 1, out_path.parent)
-        if out_path.exists() and not overwrite:
-            check_settings(out_path, job.settings(labeller))
-            out.print(f"{out_path} is up to date (same settings); --overwrite to make it again")
-            return
-        frames = run_generate(chosen, labeller, config, holdout)
-        write_frames(out_path, frames)
-        counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
-        out.print(f"wrote {out_path}: {len(frames)} frames ({frames.attrs['shard']['labelled']} labelled), "
-                  f"{int(frames.natoms.sum())} atoms, {len(set(frames.group.tolist()))} groups from {len(chosen)} "
-                  f"{seeds} seeds, frames per split {counts}")
+    return chosen
+
+
+def _generate_file(out_path: Path, spec, labeller, chosen: list, config: SamplingConfig, overwrite: bool, seeds: str) -> None:
+    """One HDF5 file; an existing one made with the same settings is kept."""
+    from mlffc.data.generate import generate as run_generate
+    from mlffc.data.shards import ShardJob, check_settings
+    from mlffc.data.storage import write_frames
+
+    if out_path.exists() and not overwrite:
+        check_settings(out_path, ShardJob(spec, chosen, config, GENERATE_HOLDOUT, 1, out_path.parent).settings(labeller))
+        out.print(f"{out_path} is up to date (same settings); --overwrite to make it again")
         return
-    job = ShardJob(spec, chosen, config, holdout, shards, out_path)
+    frames = run_generate(chosen, labeller, config, GENERATE_HOLDOUT)
+    write_frames(out_path, frames)
+    counts = {name: int((frames.split == k).sum()) for k, name in enumerate(("train", "val", "test"))}
+    out.print(f"wrote {out_path}: {len(frames)} frames ({frames.attrs['shard']['labelled']} labelled), "
+              f"{int(frames.natoms.sum())} atoms, {len(set(frames.group.tolist()))} groups from {len(chosen)} "
+              f"{seeds} seeds, frames per split {counts}")
+
+
+def _generate_shards(out_path: Path, spec, labeller, chosen: list, config: SamplingConfig, overwrite: bool, shards: int,
+                     shard: int | None, workers: int, scheduler: str | None) -> None:
+    """Shard files in the --out directory; finished shards with the same settings are skipped."""
+    from mlffc.data.shards import ShardJob, finished_shards, run_shards
+
+    job = ShardJob(spec, chosen, config, GENERATE_HOLDOUT, shards, out_path)
     if overwrite:
         for path in out_path.glob("shard-*.h5"):
             path.unlink()
@@ -344,25 +371,25 @@ def check(
     reference_keys: Optional[str] = typer.Option(None, help="more references in an extxyz --data: ENERGY_KEY,FORCES_KEY "
                                                  "pairs (info/arrays keys), ';' between pairs, e.g. dft_energy,dft_forces"),
     split: str = typer.Option("test", help="split of DATA to use"),
-    max_force_mae: float = typer.Option(0.1, help="eV/Å"),
-    max_energy_mae: float = typer.Option(0.01, help="eV/atom"),
+    max_force_mae: float = typer.Option(LIMITS.force_mae, help="eV/Å"),
+    max_energy_mae: float = typer.Option(LIMITS.energy_mae_per_atom, help="eV/atom"),
     plot: Optional[Path] = typer.Option(None, help="write a parity plot (PNG)"),
     md: bool = flag(False, "--md", help="also run NVE/NVT simulations with the artifact and the teacher"),
     teacher: Optional[str] = typer.Option(None, help="teacher for --md (default: the manifest's, else ani1x)"),
-    md_molecule: str = typer.Option("CH3CH2OH", help="molecule for NVE in vacuum (ASE name)"),
-    md_box: int = typer.Option(27, help="water molecules in the periodic box"),
-    md_steps: int = typer.Option(1000, help="NVE steps per system"),
-    rdf_steps: int = typer.Option(1000, help="NVT steps sampled for the RDF"),
-    equilibration: int = typer.Option(250, help="NVT steps before sampling"),
-    timestep: float = typer.Option(0.5, help="fs"),
-    max_drift: float = typer.Option(1e-3, help="eV/atom/ps, NVE energy drift of the artifact"),
-    max_rdf_error: float = typer.Option(0.15, help="mean |g_artifact - g_teacher| of the O-O RDF"),
+    md_molecule: str = typer.Option(MD.molecule, help="molecule for NVE in vacuum (ASE name)"),
+    md_box: int = typer.Option(MD.box_molecules, help="water molecules in the periodic box"),
+    md_steps: int = typer.Option(MD.nve_steps, help="NVE steps per system"),
+    rdf_steps: int = typer.Option(MD.nvt_steps, help="NVT steps sampled for the RDF"),
+    equilibration: int = typer.Option(MD.equilibration, help="NVT steps before sampling"),
+    timestep: float = typer.Option(MD.timestep_fs, help="fs"),
+    max_drift: float = typer.Option(MD_LIMITS.drift, help="eV/atom/ps, NVE energy drift of the artifact"),
+    max_rdf_error: float = typer.Option(MD_LIMITS.rdf_error, help="mean |g_artifact - g_teacher| of the O-O RDF"),
     rdf_plot: Optional[Path] = typer.Option(None, help="write the O-O RDFs of --md (PNG)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
 ):
     """Compare an artifact with the teacher's labels and with its eager student (--data), and/or
     simulate with it and the teacher (--md); exit 1 on failure."""
-    from mlffc.check import Limits, MdLimits, MdSettings, check_artifact, check_md
+    from mlffc.check import check_artifact, check_md
     from mlffc.io import write_json
 
     from mlffc.data.storage import SPLITS
@@ -397,7 +424,7 @@ def check(
 @app.command()
 def distill(
     config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML recipe (docs/training.md); the bundled "
-                                       "one: mlffc/configs/distill.yaml"),
+                                       "one: toolchain/configs/distill.yaml"),
     workdir: Path = typer.Option(..., help="where seeds, data, runs and distill.json go; a re-run resumes"),
     fresh: bool = flag(False, help="delete this workdir's data and record and start over"),
 ):

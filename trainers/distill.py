@@ -120,138 +120,168 @@ def train(config: TrainConfig, out_dir: str | Path, restart: bool = False, stop_
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-
-    species = np.unique(frames.numbers).tolist()
-    if config.init:
-        student = initial_student(config, species)
-        train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
-    else:
-        student = build_student(config.architecture, species=species, **config.student)
-        train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
-        reference, scale = fit_energy_reference(train_frames, species)
-        student.atomic_reference.copy_(torch.from_numpy(reference))
-        student.energy_scale.fill_(scale)
-        student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
-        student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
-
-    if ranks.world > 1:
-        # the double backward lays out some weights' gradients transposed ([1, n] with strides
-        # [1, 1]); DDP's buckets want the parameter's own strides, so hand them over in that layout
-        for parameter in student.parameters():
-            parameter.register_hook(lambda grad, strides=parameter.stride(): grad if grad.stride() == strides
-                                    else grad.clone(memory_format=torch.contiguous_format))
-    model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
-    optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch, min_frames=ranks.world))
-    warmup = max(1, int(config.warmup_fraction * config.epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(config, warmup, config.epochs * steps_per_epoch))
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=config.plateau_patience)
-    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    rng = np.random.default_rng(config.seed)
-    state = {"epoch": 0, "position": 0, "step": 0, "batches": None, "history": [], "best": {}, "stale_epochs": 0}
-
-    state_path = out_dir / STATE_FILE
-    if (out_dir / LEGACY_STATE_FILE).exists() and not state_path.exists() and not restart:
-        raise MlffcError(f"{out_dir / LEGACY_STATE_FILE} is a pickled state of an older mlffc, which is not loaded "
-                         f"(unpickling a file runs code); --restart to start the run over")
-    if state_path.exists() and not restart:
-        saved = load_state(state_path)
-        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-            raise MlffcError(f"{state_path} is not an mlffc training state; --restart to start the run over")
-        if saved["config"] != asdict(config):
-            differ = sorted(k for k in set(saved["config"]) | set(asdict(config))
-                            if saved["config"].get(k) != asdict(config).get(k))
-            changes = ", ".join(f"{k}: {saved['config'].get(k)!r} there, {asdict(config).get(k)!r} now" for k in differ)
-            raise MlffcError(f"{out_dir} holds a run with other settings ({changes}); use another --out, or --restart to overwrite it")
-        student.load_state_dict(saved["student"])
-        ema.load_state_dict(saved["ema"])
-        optimiser.load_state_dict(saved["optimiser"])
-        scheduler.load_state_dict(saved["scheduler"])
-        plateau.load_state_dict(saved["plateau"])
-        rng.bit_generator.state = saved["numpy_rng"]
-        torch.set_rng_state(saved["torch_rng"])
-        state = saved["loop"]
-
-    def save_state():
-        if not ranks.main:
-            return
-        write_state(state_path, {
-            "config": asdict(config), "student": student.state_dict(), "ema": ema.state_dict(),
-            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict(),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state,
-        })
+    student, train_set, val_set = prepared_student(config, np.unique(frames.numbers).tolist(), train_frames, val_frames)
+    run = _Run(config, student, train_set, ranks, out_dir / STATE_FILE)
+    run.resume(out_dir, restart)
 
     writer = _tensorboard(out_dir, config) if ranks.main else None
     if ranks.main:
         config.write(out_dir / "train_config.yaml")
-    term_weights = weights(config)
-    with_hessian = config.hessian_weight > 0 and train_frames.hessian_product is not None
-    with_atomic = config.atomic_energy_weight > 0 and train_frames.atomic_energy is not None
-    order = BatchOrder(ranks.rank, ranks.world)
-    loader = batch_loader(train_set, order, config.loader_workers)
-    start_time = time.perf_counter() - (state["history"][-1]["seconds"] if state["history"] else 0.0)
-    stopped = False
     with progress_bar() as progress:
-        task = progress.add_task("training", total=config.epochs, completed=state["epoch"], status="")
-        while state["epoch"] < config.epochs and not stopped:
-            if state["batches"] is None:
-                batches = train_set.batches(config.max_atoms_per_batch, rng, min_frames=ranks.world)
-                state["batches"], state["position"], state["sums"] = batches, 0, []
-            student.train()
-            order.batches, order.start = state["batches"], state["position"]
-            for batch in loader:
-                errors = term_errors(model, batch, with_hessian, with_atomic)
-                counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
-                sums = loss_sums(errors, config)
-                loss = sum(term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
-                if ranks.total(torch.tensor([0.0 if torch.isfinite(loss) else 1.0])).item():
-                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
-                if not torch.isfinite(norm):  # a finite loss can still overflow its gradient: no step
-                    raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums, what="the gradient of the training loss"))
-                optimiser.step()
-                scheduler.step()
-                ema.update_parameters(student)
-                state["sums"].append([s.item() for s in ranks.total(torch.stack([s.detach() for s in sums.values()]))] + counts.tolist())
-                state["position"] += 1
-                state["step"] += 1
-                if stop_after_steps is not None and state["step"] >= stop_after_steps:
-                    stopped = True
-                    break
-            if stopped:
-                save_state()
+        task = progress.add_task("training", total=config.epochs, completed=run.state["epoch"], status="")
+        while run.state["epoch"] < config.epochs:
+            if not run.train_epoch(train_frames, stop_after_steps):
+                run.save()
                 break
-            record = _epoch_record(state, ema.module, val_set, scheduler, start_time, term_weights)
-            if config.schedule == "plateau":
-                plateau.step(validation_score(record))
-            state["history"].append(record)
-            state["epoch"] += 1
-            state["batches"] = None
-            improved = not state["best"] or validation_score(record) < validation_score(state["best"])
-            state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
-            if improved:
-                state["best"] = record
-                if ranks.main:
-                    save_student(ema.module, out_dir / CHECKPOINT, extra={
+            record, improved = run.end_epoch(val_set)
+            if ranks.main:
+                if improved:
+                    save_student(run.ema.module, out_dir / CHECKPOINT, extra={
                         "epoch": record["epoch"], "val": {k[4:]: v for k, v in record.items() if k.startswith("val_")},
                         "teacher": frames.attrs.get("teacher"), "data": str(config.data),
                         "trained_families": trained_families(frames, config)})
-            if ranks.main:
-                write_json(out_dir / "history.json", {"history": state["history"]})
-                _log_epoch(writer, record, ema.module, val_set, state["epoch"], config.epochs)
-            save_state()
+                write_json(out_dir / "history.json", {"history": run.state["history"]})
+                _log_epoch(writer, record, run.ema.module, val_set, run.state["epoch"], config.epochs)
+            run.save()
             progress.update(task, advance=1, status=f"val F-MAE {record['val_force_mae']:.4f} eV/Å, "
                                                     f"E-MAE {1e3 * record['val_energy_mae_per_atom']:.2f} meV/atom")
-            if config.early_stopping_patience and state["stale_epochs"] >= config.early_stopping_patience:
+            if config.early_stopping_patience and run.state["stale_epochs"] >= config.early_stopping_patience:
                 break
     if writer is not None:
         writer.close()
-    if ranks.main and state["history"]:
-        plot_history(state["history"], out_dir / "loss_curve.png")
-    best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else ema.module
-    return best_student, {"history": state["history"], "best": state["best"], "steps": state["step"]}
+    if ranks.main and run.state["history"]:
+        plot_history(run.state["history"], out_dir / "loss_curve.png")
+    best_student = load_student(out_dir / CHECKPOINT)[0] if (out_dir / CHECKPOINT).exists() else run.ema.module
+    return best_student, {"history": run.state["history"], "best": run.state["best"], "steps": run.state["step"]}
+
+
+def prepared_student(config: TrainConfig, species: list[int], train_frames: Frames,
+                     val_frames: Frames) -> tuple[Student, GraphDataset, GraphDataset]:
+    """The student to train, with the graphs of both splits at its cutoff: `config.init`'s as it
+    is, or a new one whose reference energies, energy scale and feature scales come from the
+    training split."""
+    if config.init:
+        student = initial_student(config, species)
+        return student, GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
+    student = build_student(config.architecture, species=species, **config.student)
+    train_set, val_set = GraphDataset(train_frames, student.cutoff), GraphDataset(val_frames, student.cutoff)
+    reference, scale = fit_energy_reference(train_frames, species)
+    student.atomic_reference.copy_(torch.from_numpy(reference))
+    student.energy_scale.fill_(scale)
+    student.avg_neighbours.fill_(sum(e.shape[1] for e in train_set.edges) / train_frames.natoms.sum())
+    student.calibrate(train_set.batch(train_set.batches(CALIBRATION_ATOMS, np.random.default_rng(config.seed))[0]).graph)
+    return student, train_set, val_set
+
+
+class _Run:
+    """What one training run carries between steps and epochs (student, EMA, optimiser, schedules,
+    random state, loop position), saved as one state file and restored from it."""
+
+    def __init__(self, config: TrainConfig, student: Student, train_set: GraphDataset, ranks: _Distributed, state_path: Path):
+        self.config, self.student, self.train_set, self.ranks, self.state_path = config, student, train_set, ranks, state_path
+        if ranks.world > 1:
+            # the double backward lays out some weights' gradients transposed ([1, n] with strides
+            # [1, 1]); DDP's buckets want the parameter's own strides, so hand them over in that layout
+            for parameter in student.parameters():
+                parameter.register_hook(lambda grad, strides=parameter.stride(): grad if grad.stride() == strides
+                                        else grad.clone(memory_format=torch.contiguous_format))
+        self.model = torch.nn.parallel.DistributedDataParallel(student) if ranks.world > 1 else student
+        self.optimiser = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps_per_epoch = len(train_set.batches(config.max_atoms_per_batch, min_frames=ranks.world))
+        warmup = max(1, int(config.warmup_fraction * config.epochs * steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _lr_factor(config, warmup, config.epochs * steps_per_epoch))
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimiser, factor=0.5, patience=config.plateau_patience)
+        self.ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.rng = np.random.default_rng(config.seed)
+        self.state = {"epoch": 0, "position": 0, "step": 0, "batches": None, "history": [], "best": {}, "stale_epochs": 0}
+        self.term_weights = weights(config)
+        self.with_hessian = config.hessian_weight > 0 and train_set.frames.hessian_product is not None
+        self.with_atomic = config.atomic_energy_weight > 0 and train_set.frames.atomic_energy is not None
+        self.order = BatchOrder(ranks.rank, ranks.world)
+        self.loader = batch_loader(train_set, self.order, config.loader_workers)
+        self.start_time = time.perf_counter()
+
+    def resume(self, out_dir: Path, restart: bool) -> None:
+        """Continue from the state file in out_dir unless `restart`; refuse a pickled state or one
+        saved with other settings, naming what differs."""
+        if (out_dir / LEGACY_STATE_FILE).exists() and not self.state_path.exists() and not restart:
+            raise MlffcError(f"{out_dir / LEGACY_STATE_FILE} is a pickled state of an older mlffc, which is not loaded "
+                             f"(unpickling a file runs code); --restart to start the run over")
+        if not self.state_path.exists() or restart:
+            return
+        saved = load_state(self.state_path)
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise MlffcError(f"{self.state_path} is not an mlffc training state; --restart to start the run over")
+        now = asdict(self.config)
+        if saved["config"] != now:
+            differ = sorted(k for k in set(saved["config"]) | set(now) if saved["config"].get(k) != now.get(k))
+            changes = ", ".join(f"{k}: {saved['config'].get(k)!r} there, {now.get(k)!r} now" for k in differ)
+            raise MlffcError(f"{out_dir} holds a run with other settings ({changes}); use another --out, or --restart to overwrite it")
+        self.student.load_state_dict(saved["student"])
+        self.ema.load_state_dict(saved["ema"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.plateau.load_state_dict(saved["plateau"])
+        self.rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        self.state = saved["loop"]
+        self.start_time -= self.state["history"][-1]["seconds"] if self.state["history"] else 0.0
+
+    def save(self) -> None:
+        if self.ranks.main:
+            write_state(self.state_path, {
+                "config": asdict(self.config), "student": self.student.state_dict(), "ema": self.ema.state_dict(),
+                "optimiser": self.optimiser.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "plateau": self.plateau.state_dict(), "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "loop": self.state,
+            })
+
+    def train_epoch(self, train_frames: Frames, stop_after_steps: int | None) -> bool:
+        """Optimiser steps to the end of the current epoch (from where a resumed run stood); False
+        when `stop_after_steps` ended it early. A non-finite loss or gradient stops the run, naming
+        the batch's frames."""
+        config, state, ranks = self.config, self.state, self.ranks
+        if state["batches"] is None:
+            batches = self.train_set.batches(config.max_atoms_per_batch, self.rng, min_frames=ranks.world)
+            state["batches"], state["position"], state["sums"] = batches, 0, []
+        self.student.train()
+        self.order.batches, self.order.start = state["batches"], state["position"]
+        for batch in self.loader:
+            errors = term_errors(self.model, batch, self.with_hessian, self.with_atomic)
+            counts = ranks.total(torch.tensor([float(errors[t].numel()) for t in TERMS]))
+            sums = loss_sums(errors, config)
+            loss = sum(self.term_weights[t] * sums[t] / max(counts[k].item(), 1.0) for k, t in enumerate(TERMS)) * ranks.world
+            if ranks.total(torch.tensor([0.0 if torch.isfinite(loss) else 1.0])).item():
+                raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums))
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), config.grad_clip)
+            if not torch.isfinite(norm):  # a finite loss can still overflow its gradient: no step
+                raise MlffcError(non_finite_loss(frames_of(state, train_frames), state, sums, what="the gradient of the training loss"))
+            self.optimiser.step()
+            self.scheduler.step()
+            self.ema.update_parameters(self.student)
+            state["sums"].append([s.item() for s in ranks.total(torch.stack([s.detach() for s in sums.values()]))] + counts.tolist())
+            state["position"] += 1
+            state["step"] += 1
+            if stop_after_steps is not None and state["step"] >= stop_after_steps:
+                return False
+        return True
+
+    def end_epoch(self, val_set: GraphDataset) -> tuple[dict, bool]:
+        """Validate the EMA student, record the epoch, and say whether it is the best so far."""
+        state = self.state
+        record = _epoch_record(state, self.ema.module, val_set, self.scheduler, self.start_time, self.term_weights)
+        if self.config.schedule == "plateau":
+            self.plateau.step(validation_score(record))
+        state["history"].append(record)
+        state["epoch"] += 1
+        state["batches"] = None
+        improved = not state["best"] or validation_score(record) < validation_score(state["best"])
+        state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
+        if improved:
+            state["best"] = record
+        return record, improved
 
 
 def check_finite_labels(frames: Frames, data) -> None:
