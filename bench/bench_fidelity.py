@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=RECIPE)
     parser.add_argument("--md-ps", type=float, default=10.0, help="Langevin picoseconds per temperature")
     parser.add_argument("--md-molecules", type=int, default=12, help="unseen test molecules simulated")
-    parser.add_argument("--student", type=Path, help="the final student to compile and simulate (default: the "
-                        "recipe's best round), e.g. one trained further on the recipe's data")
+    parser.add_argument("--student", help="the final student to compile and simulate (default: the recipe's best "
+                        "round): a checkpoint, e.g. one trained further on the recipe's data, or a bundled name")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -74,9 +74,10 @@ def main() -> None:
     final = args.student or Path(record["best"])
     if args.student:
         student, _ = load_student(args.student)
-        history = json.loads((args.student.parent / "history.json").read_text())["history"]
-        report["rounds"].append({"round": f"final ({args.student.parent.name})", "frames": len(frames), "added": None,
-                                 "train_seconds": history[-1]["seconds"], **test_errors(student, test)})
+        history = Path(args.student).parent / "history.json"
+        seconds = json.loads(history.read_text())["history"][-1]["seconds"] if history.exists() else None
+        report["rounds"].append({"round": f"final ({args.student})", "frames": len(frames), "added": None,
+                                 "train_seconds": seconds, **test_errors(student, test)})
     artifact = args.workdir / "artifact-cpu"
     manifest = compile_student(final, resolve_target("cpu"), artifact, args.workdir / "data")
     model = load(artifact)
@@ -108,6 +109,10 @@ def test_errors(student, test) -> dict:
     return {"test": errors_by_category(energy, forces, test, stress), "test_by_source": errors_by_source(energy, forces, test, stress)}
 
 
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.0f}"
+
+
 def unseen_molecules(test, count: int):
     """The relaxed seed frames of the largest-scaffold test molecules (drug-like first), up to `count`."""
     seeds = [k for k in range(len(test)) if test.sampler[k] == "seed" and not test.pbc[k].any()
@@ -125,7 +130,7 @@ def markdown(report: dict) -> str:
         t = r["test"]
         cells = [f"{t[c]['force_mae']:.4f}" if c in t else "" for c in columns]
         liquid = t.get("liquids", {})
-        lines.append(f"| {r['round']} | {r['frames']:,} | {r['train_seconds'] / 60:.0f} | {t['all']['force_mae']:.4f} | "
+        lines.append(f"| {r['round']} | {r['frames']:,} | {_minutes(r['train_seconds'])} | {t['all']['force_mae']:.4f} | "
                      f"{1e3 * t['all']['energy_mae_per_atom']:.2f} | " + " | ".join(cells)
                      + f" | {1e3 * liquid.get('energy_mae_per_atom', float('nan')):.2f} | "
                      + (f"{100 * liquid['stress_relative_error']:.1f}% |" if "stress_relative_error" in liquid else " |"))
