@@ -11,6 +11,8 @@ Ops (schemas in csrc/ops.cpp):
   scatter_outer(a [E,C], b [E,K], index [E], N) -> [N, C*K]     out[index[e], c*K+k] += a[e,c] b[e,k]
   species_linear(x [E,B], species [E], weight [S,B,O]) -> [E,O]  x[e] @ weight[species[e]]
   linear_silu(x [M,K], weight [N,K], bias [N]) -> (silu(h), h)    h = x weight^T + bias
+  edge_moments(weights [E,L*C], basis [E,sum K_l], centre [E], N, orders [K_0..K_L-1]) -> [N, C*sum max(K_l,1)]
+      per block l: out[centre[e], c*K_l+k] += w_l[e,c] y_l[e,k] (K_l = 0: += w_l[e,c]); centre sorted
 each with a `*_backward` op (gradients of the differentiable inputs).
 """
 
@@ -108,6 +110,14 @@ def _register_python_parts() -> None:
     def _(grad, h, weight):
         return grad.new_empty(grad.shape[0], weight.shape[1])
 
+    @torch.library.register_fake("mlffc::edge_moments")
+    def _(weights, basis, centre, num_nodes, orders):
+        return weights.new_empty(num_nodes, weights.shape[1] // len(orders) * sum(max(k, 1) for k in orders))
+
+    @torch.library.register_fake("mlffc::edge_moments_backward")
+    def _(grad, weights, basis, centre, orders):
+        return weights.new_empty(weights.shape), basis.new_empty(basis.shape)
+
     def scatter_outer_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[0], inputs[1], inputs[2])
 
@@ -115,6 +125,15 @@ def _register_python_parts() -> None:
         a, b, index = ctx.saved_tensors
         grad_a, grad_b = ops.scatter_outer_backward(grad, a, b, index)
         return grad_a, grad_b, None, None
+
+    def edge_moments_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1], inputs[2])
+        ctx.orders = inputs[4]
+
+    def edge_moments_grad(ctx, grad):
+        weights, basis, centre = ctx.saved_tensors
+        grad_weights, grad_basis = ops.edge_moments_backward(grad, weights, basis, centre, ctx.orders)
+        return grad_weights, grad_basis, None, None, None
 
     def species_linear_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[1], inputs[2])
@@ -137,3 +156,4 @@ def _register_python_parts() -> None:
     torch.library.register_autograd("mlffc::scatter_outer", scatter_outer_grad, setup_context=scatter_outer_context)
     torch.library.register_autograd("mlffc::species_linear", species_linear_grad, setup_context=species_linear_context)
     torch.library.register_autograd("mlffc::linear_silu", linear_silu_grad, setup_context=linear_silu_context)
+    torch.library.register_autograd("mlffc::edge_moments", edge_moments_grad, setup_context=edge_moments_context)

@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -302,6 +303,241 @@ at::Tensor species_linear_backward_cpu(const at::Tensor& grad_in, const at::Tens
 }
 
 // ---------------------------------------------------------------------------------------------
+// edge_moments: per-atom moments from receiver-sorted edges in one pass, no atomics.
+// Blocks l = 0..L-1 each hold C channels of `weights` [E, L*C]; block l with order K_l > 0 takes
+// the next K_l columns of `basis` [E, sum K_l]; order 0 is a plain sum. Output row n is
+// the blocks in order, block l = sum_{e: centre[e] = n} w_l[e, c] (order 0) or
+// w_l[e, c] * y_l[e, k] at column c*K_l + k. `centre` must be non-decreasing (the neighbour
+// lists are sorted by centre), so each receiver's edges are one contiguous run: the loop runs
+// over receivers, accumulates the receiver's row in a channel-major buffer that stays in L1
+// (inner loops over c are unit-stride vector FMAs), and writes it once.
+// ---------------------------------------------------------------------------------------------
+struct MomentLayout {
+  int64_t channels = 0, in_width = 0, basis_width = 0, out_width = 0;
+  std::vector<int64_t> orders;
+};
+
+MomentLayout moment_layout(const at::Tensor& weights, const at::Tensor& basis, c10::IntArrayRef orders) {
+  TORCH_CHECK(!orders.empty(), "edge_moments: orders must name at least one block");
+  MomentLayout layout;
+  layout.orders.assign(orders.begin(), orders.end());
+  for (int64_t k : layout.orders) {
+    TORCH_CHECK(k >= 0, "edge_moments: block orders must be >= 0, got ", k);
+    layout.basis_width += k;
+  }
+  const int64_t blocks = static_cast<int64_t>(layout.orders.size());
+  TORCH_CHECK(weights.size(1) % blocks == 0, "edge_moments: weights has ", weights.size(1), " columns, not a multiple of ",
+              blocks, " blocks");
+  layout.channels = weights.size(1) / blocks;
+  layout.in_width = weights.size(1);
+  TORCH_CHECK(basis.size(1) == layout.basis_width, "edge_moments: basis has ", basis.size(1), " columns, the orders need ",
+              layout.basis_width);
+  for (int64_t k : layout.orders) layout.out_width += layout.channels * std::max<int64_t>(k, 1);
+  return layout;
+}
+
+void check_sorted_centre(const at::Tensor& centre, int64_t num_nodes) {
+  const int64_t* c = centre.const_data_ptr<int64_t>();
+  const int64_t edges = centre.size(0);
+  for (int64_t e = 0; e < edges; ++e) {
+    TORCH_CHECK(c[e] >= 0 && c[e] < num_nodes, "edge_moments: centre ", c[e], " out of range [0, ", num_nodes, ")");
+    TORCH_CHECK(e == 0 || c[e - 1] <= c[e], "edge_moments: edges must be sorted by centre (edge ", e, " has centre ", c[e],
+                " after ", c[e - 1], ")");
+  }
+}
+
+void check_moment_inputs(const at::Tensor& weights, const at::Tensor& basis, const at::Tensor& centre) {
+  TORCH_CHECK(centre.dim() == 1 && centre.scalar_type() == at::kLong, "edge_moments: centre must be a 1-D int64 tensor");
+  check_rows(weights, "weights", centre.size(0));
+  check_rows(basis, "basis", centre.size(0));
+  TORCH_CHECK(weights.scalar_type() == basis.scalar_type(), "edge_moments: weights and basis must have one dtype");
+  TORCH_CHECK(weights.device() == basis.device() && weights.device() == centre.device(),
+              "edge_moments: weights, basis and centre must be on one device");
+}
+
+// First edge of receiver n (centre sorted): the start of a thread's receiver range.
+int64_t first_edge(const int64_t* centre, int64_t edges, int64_t n) {
+  return std::lower_bound(centre, centre + edges, n) - centre;
+}
+
+// Receivers [n0, n1). C > 0: channels fixed at compile time (the c loops fully vectorised).
+template <typename scalar_t, int C>
+void edge_moments_rows(const scalar_t* __restrict__ w, int64_t sw, const scalar_t* __restrict__ y, int64_t sy,
+                       const int64_t* __restrict__ centre, int64_t edges, int64_t n0, int64_t n1, const MomentLayout& layout,
+                       scalar_t* __restrict__ out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = C > 0 ? C : layout.channels, width = layout.out_width;
+  const int64_t blocks = static_cast<int64_t>(layout.orders.size());
+  const int64_t* orders = layout.orders.data();
+  std::vector<acc_t> buffer(width);
+  acc_t* __restrict__ acc = buffer.data();  // receiver row, channel-major within each block: [k][c]
+  int64_t e = first_edge(centre, edges, n0);
+  for (int64_t n = n0; n < n1; ++n) {
+    std::fill(acc, acc + width, acc_t(0));
+    for (; e < edges && centre[e] == n; ++e) {
+      const scalar_t* we = w + e * sw;
+      const scalar_t* ye = y + e * sy;
+      acc_t* a = acc;
+      for (int64_t l = 0; l < blocks; ++l, we += channels) {
+        const int64_t order = orders[l];
+        if (order == 0) {
+          for (int64_t c = 0; c < channels; ++c) a[c] += static_cast<acc_t>(we[c]);
+          a += channels;
+          continue;
+        }
+        for (int64_t k = 0; k < order; ++k, a += channels) {
+          const acc_t yk = static_cast<acc_t>(ye[k]);
+          for (int64_t c = 0; c < channels; ++c) a[c] += yk * static_cast<acc_t>(we[c]);
+        }
+        ye += order;
+      }
+    }
+    // transpose each block to the output's [c][k] layout
+    scalar_t* o = out + n * width;
+    const acc_t* a = acc;
+    for (int64_t l = 0; l < blocks; ++l) {
+      const int64_t order = std::max<int64_t>(orders[l], 1);
+      for (int64_t k = 0; k < order; ++k)
+        for (int64_t c = 0; c < channels; ++c) o[c * order + k] = static_cast<scalar_t>(a[k * channels + c]);
+      a += order * channels;
+      o += order * channels;
+    }
+  }
+}
+
+at::Tensor edge_moments_cpu(const at::Tensor& weights_in, const at::Tensor& basis_in, const at::Tensor& centre_in,
+                            int64_t num_nodes, c10::IntArrayRef orders) {
+  check_moment_inputs(weights_in, basis_in, centre_in);
+  const at::Tensor weights = row_major(weights_in), basis = row_major(basis_in), centre = centre_in.contiguous();
+  const MomentLayout layout = moment_layout(weights, basis, orders);
+  const int64_t edges = centre.size(0);
+  TORCH_CHECK(num_nodes >= 0, "edge_moments: num_nodes must be >= 0, got ", num_nodes);
+  check_sorted_centre(centre, num_nodes);
+  at::Tensor out = at::empty({num_nodes, layout.out_width}, weights.options());
+  if (num_nodes == 0 || layout.out_width == 0) return out;
+  const int64_t* pc = centre.const_data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, weights.scalar_type(), "edge_moments", [&] {
+    const scalar_t* pw = weights.const_data_ptr<scalar_t>();
+    const scalar_t* py = basis.const_data_ptr<scalar_t>();
+    scalar_t* po = out.data_ptr<scalar_t>();
+    const int64_t sw = weights.stride(0), sy = basis.stride(0);
+    at::parallel_for(0, num_nodes, 16, [&](int64_t n0, int64_t n1) {
+      switch (layout.channels) {
+        case 8: edge_moments_rows<scalar_t, 8>(pw, sw, py, sy, pc, edges, n0, n1, layout, po); break;
+        case 16: edge_moments_rows<scalar_t, 16>(pw, sw, py, sy, pc, edges, n0, n1, layout, po); break;
+        case 32: edge_moments_rows<scalar_t, 32>(pw, sw, py, sy, pc, edges, n0, n1, layout, po); break;
+        default: edge_moments_rows<scalar_t, 0>(pw, sw, py, sy, pc, edges, n0, n1, layout, po);
+      }
+    });
+  });
+  return out;
+}
+
+// Dot product over the channels with eight independent partial sums, so the compiler vectorises
+// it without reassociating (no -ffast-math needed).
+template <typename acc_t, typename scalar_t, int C>
+inline acc_t channel_dot(const acc_t* __restrict__ g, const scalar_t* __restrict__ w, int64_t channels) {
+  if constexpr (C > 0 && C % 8 == 0) {
+    acc_t part[8] = {};
+    for (int c = 0; c < C; c += 8)
+      for (int l = 0; l < 8; ++l) part[l] += g[c + l] * static_cast<acc_t>(w[c + l]);
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  } else {
+    acc_t sum = 0;
+    for (int64_t c = 0; c < channels; ++c) sum += g[c] * static_cast<acc_t>(w[c]);
+    return sum;
+  }
+}
+
+// Receivers [n0, n1) of edge_moments_backward: the receiver's output gradient, transposed to the
+// channel-major layout once, stays in L1 while its edges read it (a gather, no scatter); each
+// edge's gradient row is written once.
+//   grad_w_l[e, c] = g_l[n, c] (order 0), sum_k g_l[n, c, k] y_l[e, k];  grad_y_l[e, k] = sum_c g_l[n, c, k] w_l[e, c]
+template <typename scalar_t, int C>
+void edge_moments_backward_rows(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ w, int64_t sw,
+                                const scalar_t* __restrict__ y, int64_t sy, const int64_t* __restrict__ centre, int64_t edges,
+                                int64_t n0, int64_t n1, const MomentLayout& layout, scalar_t* __restrict__ grad_w,
+                                scalar_t* __restrict__ grad_y) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = C > 0 ? C : layout.channels, width = layout.out_width;
+  const int64_t blocks = static_cast<int64_t>(layout.orders.size());
+  const int64_t in_width = layout.in_width, basis_width = layout.basis_width;
+  const int64_t* orders = layout.orders.data();
+  std::vector<acc_t> buffer(width + channels);
+  acc_t* __restrict__ g = buffer.data();  // the receiver's gradient, [k][c] per block
+  acc_t* __restrict__ sum = g + width;
+  int64_t e = first_edge(centre, edges, n0);
+  for (int64_t n = n0; n < n1; ++n) {
+    if (e >= edges || centre[e] != n) continue;  // no edges: nothing reads this row
+    const scalar_t* gn = grad + n * width;
+    for (int64_t l = 0, offset = 0; l < blocks; ++l) {
+      const int64_t order = std::max<int64_t>(orders[l], 1);
+      for (int64_t k = 0; k < order; ++k)
+        for (int64_t c = 0; c < channels; ++c) g[offset + k * channels + c] = static_cast<acc_t>(gn[offset + c * order + k]);
+      offset += order * channels;
+    }
+    for (; e < edges && centre[e] == n; ++e) {
+      const scalar_t* we = w + e * sw;
+      const scalar_t* ye = y + e * sy;
+      scalar_t* gw = grad_w + e * in_width;
+      scalar_t* gy = grad_y + e * basis_width;
+      const acc_t* gl = g;
+      for (int64_t l = 0; l < blocks; ++l, we += channels, gw += channels) {
+        const int64_t order = orders[l];
+        if (order == 0) {
+          for (int64_t c = 0; c < channels; ++c) gw[c] = static_cast<scalar_t>(gl[c]);
+          gl += channels;
+          continue;
+        }
+        for (int64_t c = 0; c < channels; ++c) sum[c] = 0;
+        for (int64_t k = 0; k < order; ++k, gl += channels) {
+          const acc_t yk = static_cast<acc_t>(ye[k]);
+          for (int64_t c = 0; c < channels; ++c) sum[c] += yk * gl[c];
+          gy[k] = static_cast<scalar_t>(channel_dot<acc_t, scalar_t, C>(gl, we, channels));
+        }
+        for (int64_t c = 0; c < channels; ++c) gw[c] = static_cast<scalar_t>(sum[c]);
+        ye += order;
+        gy += order;
+      }
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> edge_moments_backward_cpu(const at::Tensor& grad_in, const at::Tensor& weights_in,
+                                                             const at::Tensor& basis_in, const at::Tensor& centre_in,
+                                                             c10::IntArrayRef orders) {
+  check_moment_inputs(weights_in, basis_in, centre_in);
+  const at::Tensor weights = row_major(weights_in), basis = row_major(basis_in), centre = centre_in.contiguous();
+  const MomentLayout layout = moment_layout(weights, basis, orders);
+  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(1) == layout.out_width, "edge_moments_backward: grad must be [N, ",
+              layout.out_width, "]");
+  const at::Tensor grad = grad_in.to(weights.scalar_type()).contiguous();
+  const int64_t edges = centre.size(0), num_nodes = grad.size(0);
+  check_sorted_centre(centre, num_nodes);
+  at::Tensor grad_w = at::empty({edges, layout.in_width}, weights.options());
+  at::Tensor grad_y = at::empty({edges, layout.basis_width}, basis.options());
+  if (edges == 0) return {grad_w, grad_y};
+  const int64_t* pc = centre.const_data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, weights.scalar_type(), "edge_moments_backward", [&] {
+    const scalar_t* pg = grad.const_data_ptr<scalar_t>();
+    const scalar_t* pw = weights.const_data_ptr<scalar_t>();
+    const scalar_t* py = basis.const_data_ptr<scalar_t>();
+    scalar_t* pgw = grad_w.data_ptr<scalar_t>();
+    scalar_t* pgy = grad_y.data_ptr<scalar_t>();
+    const int64_t sw = weights.stride(0), sy = basis.stride(0);
+    at::parallel_for(0, num_nodes, 16, [&](int64_t n0, int64_t n1) {
+      switch (layout.channels) {
+        case 8: edge_moments_backward_rows<scalar_t, 8>(pg, pw, sw, py, sy, pc, edges, n0, n1, layout, pgw, pgy); break;
+        case 16: edge_moments_backward_rows<scalar_t, 16>(pg, pw, sw, py, sy, pc, edges, n0, n1, layout, pgw, pgy); break;
+        case 32: edge_moments_backward_rows<scalar_t, 32>(pg, pw, sw, py, sy, pc, edges, n0, n1, layout, pgw, pgy); break;
+        default: edge_moments_backward_rows<scalar_t, 0>(pg, pw, sw, py, sy, pc, edges, n0, n1, layout, pgw, pgy);
+      }
+    });
+  });
+  return {grad_w, grad_y};
+}
+
+// ---------------------------------------------------------------------------------------------
 // linear_silu: h = x @ weight^T + bias, y = silu(h); returns (y, h) so the backward needs no
 // second matmul. linear_silu_backward: grad_x = (grad_y * silu'(h)) @ weight.
 // ---------------------------------------------------------------------------------------------
@@ -353,6 +589,8 @@ TORCH_LIBRARY(mlffc, m) {
   m.def("species_linear_backward(Tensor grad, Tensor species, Tensor weight) -> Tensor");
   m.def("linear_silu(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)");
   m.def("linear_silu_backward(Tensor grad, Tensor h, Tensor weight) -> Tensor");
+  m.def("edge_moments(Tensor weights, Tensor basis, Tensor centre, SymInt num_nodes, int[] orders) -> Tensor");
+  m.def("edge_moments_backward(Tensor grad, Tensor weights, Tensor basis, Tensor centre, int[] orders) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(mlffc, CPU, m) {
@@ -362,6 +600,8 @@ TORCH_LIBRARY_IMPL(mlffc, CPU, m) {
   m.impl("species_linear_backward", &species_linear_backward_cpu);
   m.impl("linear_silu", &linear_silu_cpu);
   m.impl("linear_silu_backward", &linear_silu_backward_cpu);
+  m.impl("edge_moments", &edge_moments_cpu);
+  m.impl("edge_moments_backward", &edge_moments_backward_cpu);
 }
 
 }  // namespace mlffc
