@@ -10,6 +10,7 @@ manager's lists satisfy (tests/passes/test_manager.py checks them).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -181,6 +182,64 @@ def finish(graph_module: GraphModule) -> GraphModule:
     inputs = [n.meta["val"] for n in graph_module.graph.nodes if n.op == "placeholder"]
     FakeTensorProp(graph_module, detect_fake_mode(inputs)).propagate_dont_convert_inputs(*inputs)
     return graph_module
+
+
+_VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+_ZEROS = (aten.zeros.default, aten.new_zeros.default)
+
+
+def edge_sum(node):
+    """The per-edge sum into atoms that the edge fusions rewrite, else None: node is
+    `index_add(zeros [N, W], 0, index, src)` whose src is a concatenation (dim 1) of blocks, at
+    least one of them an outer product a [E, C] (x) b [E, K] flattened to [E, C*K]. Returns
+    (the zeros node, index, blocks, per block its outer_factors or None for a plain [E, M]
+    block, N)."""
+    if not is_call(node, aten.index_add.default) or len(node.args) != 4 or node.args[1] != 0 or node.kwargs:
+        return None
+    target, _, index, source = node.args
+    if not _is_zeros_2d(target) or shape(source) is None:
+        return None
+    blocks = list(source.args[0]) if is_call(source, aten.cat.default) and _cat_dim(source) == 1 else [source]
+    outers = [outer_factors(block) for block in blocks]
+    if not any(outers):
+        return None
+    num_nodes = target.args[0][0] if target.target == aten.zeros.default else target.args[1][0]
+    return target, index, blocks, outers, num_nodes
+
+
+def _is_zeros_2d(node) -> bool:
+    if not is_call(node, *_ZEROS) or len(shape(node) or ()) != 2:
+        return False
+    return not node.users.keys() - {u for u in node.users if is_call(u, aten.index_add.default)}
+
+
+def _cat_dim(node: Node) -> int:
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return dim % 2 if dim < 0 else dim
+
+
+def outer_factors(block):
+    """For block = view(mul(x [E, *A, 1], y [E, 1.., K]), [E, prod(A)*K]) (either operand order):
+    ((x, prod(A)), (y, K)); else None."""
+    if not is_call(block, *_VIEWS) or len(shape(block) or ()) != 2:
+        return None
+    product = block.args[0]
+    if not is_call(product, aten.mul.Tensor):
+        return None
+    for x, y in (product.args, product.args[::-1]):
+        sx, sy = shape(x), shape(y)
+        if sx is None or sy is None or len(sx) != len(sy) or len(sx) < 3:
+            continue
+        inner, k = sx[1:-1], sy[-1]
+        if sx[-1] != 1 or any(d != 1 for d in sy[1:-1]) or not all(isinstance(d, int) for d in (*inner, k)):
+            continue
+        if sx[0] != sy[0] or k == 1:
+            continue
+        channels = math.prod(inner)
+        if shape(block)[1] != channels * k:
+            continue
+        return (x, channels), (y, k)
+    return None
 
 
 def copy_graph_module(graph_module: GraphModule) -> GraphModule:

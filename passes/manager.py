@@ -27,6 +27,7 @@ from mlffc.passes.decompose_silu_backward import decompose_silu_backward
 from mlffc.passes.decompose_small_matmuls import decompose_small_matmuls
 from mlffc.passes.eliminate_common_subexpressions import eliminate_common_subexpressions
 from mlffc.passes.fold_constants import fold_constants
+from mlffc.passes.fuse_edge_moments import fuse_edge_moments
 from mlffc.passes.fuse_edge_scatter import fuse_edge_scatter
 from mlffc.passes.fuse_linear_activation import fuse_linear_activation
 from mlffc.passes.fuse_radial_linear import fuse_radial_linear
@@ -39,6 +40,7 @@ ENERGY_PASSES: tuple[Pass, ...] = (
     remove_identity_ops,
     fuse_radial_linear,
     fuse_linear_activation,
+    fuse_edge_moments,
     fuse_edge_scatter,
     decompose_small_matmuls,
     fold_constants,
