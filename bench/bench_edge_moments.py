@@ -39,14 +39,30 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def median_ms(fn, rounds: int) -> float:
-    fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
+class Samples:
+    """Wall and this thread's CPU time per call, ms. On a shared machine the CPU time is the
+    steadier figure (time preempted by other processes is not counted); both are reported."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    def time(self, fn) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
         fn()
-        samples.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(samples)
+        self.cpu.append(1e3 * (time.thread_time() - cpu))
+        self.wall.append(1e3 * (time.perf_counter() - wall))
+
+    def summary(self) -> dict:
+        return {"wall_median_ms": statistics.median(self.wall), "wall_min_ms": min(self.wall),
+                "cpu_median_ms": statistics.median(self.cpu), "runs": len(self.wall)}
+
+
+def timed(fn, rounds: int) -> dict:
+    fn()
+    samples = Samples()
+    for _ in range(rounds):
+        samples.time(fn)
+    return samples.summary()
 
 
 def edge_inputs(student, graph):
@@ -82,16 +98,15 @@ def op_timings(student, graph, rounds: int) -> dict:
         out = eager_moments(r, b, centre, n, c)
         torch.autograd.grad(out, (r, b), grad)
 
-    eager_forward = median_ms(lambda: eager_moments(radial, basis, centre, n, c), rounds)
     return {
         "channels": c,
         "max_difference": {"moments": float((fused - reference).abs().max()),
                            "grad_weights": float((fused_grads[0] - eager_grads[0]).abs().max()),
                            "grad_basis": float((fused_grads[1] - eager_grads[1]).abs().max())},
-        "eager_forward_ms": eager_forward,
-        "eager_backward_ms": median_ms(eager_backward, rounds) - eager_forward,  # forward + backward, less the forward
-        "op_forward_ms": median_ms(lambda: mlffc.edge_moments(radial, basis, centre, n, ORDERS), rounds),
-        "op_backward_ms": median_ms(lambda: mlffc.edge_moments_backward(grad, radial, basis, centre, ORDERS), rounds),
+        "eager_forward": timed(lambda: eager_moments(radial, basis, centre, n, c), rounds),
+        "eager_forward_and_backward": timed(eager_backward, rounds),
+        "op_forward": timed(lambda: mlffc.edge_moments(radial, basis, centre, n, ORDERS), rounds),
+        "op_backward": timed(lambda: mlffc.edge_moments_backward(grad, radial, basis, centre, ORDERS), rounds),
     }
 
 
@@ -109,18 +124,17 @@ def compiled_timings(student_name: str, graph, rounds: int) -> dict:
             models[name] = load(artifact, threads=1)
             report[name] = {"passes": [p["name"] for p in manifest["passes"] if p["applied"]],
                             "rejected": {p["name"]: p["rejected"] for p in manifest["passes"] if not p["applied"]},
-                            "acceptance": manifest.get("acceptance"), "samples_ms": []}
+                            "pass_errors": {p["name"]: p.get("error") for p in manifest["passes"]},
+                            "acceptance": manifest["accuracy"]["vs_eager"]}  # compile_student raises when it fails
         torch.set_num_threads(1)
+        samples = {name: Samples() for name in models}
         for model in models.values():
             model.run(graph)
         for _ in range(rounds):  # interleaved, so load changes hit both alike
             for name, model in models.items():
-                start = time.perf_counter()
-                model.run(graph)
-                report[name]["samples_ms"].append(1e3 * (time.perf_counter() - start))
-    for entry in report.values():
-        samples = entry.pop("samples_ms")
-        entry["graph_ms"] = {"median": statistics.median(samples), "min": min(samples)}
+                samples[name].time(lambda: model.run(graph))
+    for name, entry in report.items():
+        entry["graph"] = samples[name].summary()
     return report
 
 
