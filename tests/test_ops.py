@@ -101,6 +101,26 @@ def test_edge_moments(channels, orders, mlffc):
             torch.testing.assert_close(got, want, rtol=tolerance, atol=tolerance)
 
 
+def test_edge_moments_split_over_threads(mlffc):
+    """Receiver ranges split over threads (each finds its first edge) give the one-thread result."""
+    torch.manual_seed(0)
+    centre = _sorted_centres(3000, 400, without={0, 17, 399})
+    weights, basis = torch.randn(3000, 48), torch.randn(3000, 9)
+    grad = torch.randn(400, 160)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = [mlffc.edge_moments(weights, basis, centre, 400, [0, 3, 6]),
+                  *mlffc.edge_moments_backward(grad, weights, basis, centre, [0, 3, 6])]
+        torch.set_num_threads(4)
+        split = [mlffc.edge_moments(weights, basis, centre, 400, [0, 3, 6]),
+                 *mlffc.edge_moments_backward(grad, weights, basis, centre, [0, 3, 6])]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(single, split):
+        assert torch.equal(a, b)
+
+
 def test_edge_moments_without_edges(mlffc):
     weights, basis, centre = torch.zeros(0, 6), torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
     assert mlffc.edge_moments(weights, basis, centre, 4, [0, 3]).eq(0).all()
