@@ -7,9 +7,9 @@ Op level: the default student's per-edge inputs of its first interaction on a wa
 (radial weights [E, 3C], dipole and quadrupole bases [E, 3 + 6], centre-sorted edges); eager is
 the student's eval-mode form (per-edge products concatenated, `index_add` into atoms), forward
 and backward (autograd of the moments with a fixed output gradient) against the op and its
-backward op. With --compiled, `mlffc compile`'s pipeline (cpu target, aoti) twice: the default
-passes, and the default passes plus fuse_edge_moments; the compiled graph is timed without
-the neighbour list. Timings are medians of --rounds calls (interleaved between the variants
+backward op. With --compiled, `mlffc compile`'s pipeline (cpu target, aoti) twice: the cpu
+target's passes without fuse_edge_moments and with it; the compiled graph is timed without the
+neighbour list. Timings are medians of --rounds calls (interleaved between the variants
 for the compiled artifacts); `uptime` before and after. Writes bench/out/edge_moments.json.
 """
 
@@ -115,11 +115,12 @@ def compiled_timings(student_name: str, graph, rounds: int) -> dict:
     from mlffc.runtime import load
 
     default = list(resolve_target("cpu", "aoti").passes)
-    variants = {"default": default, "default + fuse_edge_moments": [*default, "fuse_edge_moments"]}
+    without = [p for p in default if p != "fuse_edge_moments"]
+    variants = {"without fuse_edge_moments": without, "with fuse_edge_moments": [*without, "fuse_edge_moments"]}
     models, report = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, passes in variants.items():
-            artifact = Path(tmp) / name.replace(" ", "").replace("+", "_")
+            artifact = Path(tmp) / name.replace(" ", "_")
             manifest = compile_student(checkpoint_path(student_name), resolve_target("cpu", "aoti", passes=passes), artifact)
             models[name] = load(artifact, threads=1)
             report[name] = {"passes": [p["name"] for p in manifest["passes"] if p["applied"]],

@@ -59,9 +59,9 @@ def test_manifest_describes_backend_and_passes(backend, request):
     assert set(manifest["payload"]) == {manifest["backend"]["entry"], *manifest["backend"]["libraries"]}
     names = [p["name"] for p in manifest["passes"]]
     if backend == "aoti":
-        assert "fuse_edge_scatter" in names and manifest["backend"]["libraries"] == ["mlffc_ops.so"]
+        assert {"fuse_edge_moments", "fuse_edge_scatter"} <= set(names) and manifest["backend"]["libraries"] == ["mlffc_ops.so"]
     else:
-        assert "fuse_edge_scatter" not in names and "decompose_silu_backward" in names
+        assert not {"fuse_edge_moments", "fuse_edge_scatter"} & set(names) and "decompose_silu_backward" in names
         assert manifest["backend"]["versions"][get_backend(backend).package]
     # every default pass fits its budget on a trained student (a rejected one would be reported),
     # measured (finite numbers) against the budget the pass declares for the target's settings
@@ -93,8 +93,8 @@ def test_missing_backend_package_is_named(monkeypatch):
 
 def test_backend_choice_adjusts_passes():
     onnx = resolve_target("cpu", "onnxruntime")
-    assert "fuse_edge_scatter" not in onnx.passes and "decompose_silu_backward" in onnx.passes
-    assert "fuse_edge_scatter" in resolve_target("cpu").passes
+    assert not {"fuse_edge_moments", "fuse_edge_scatter"} & set(onnx.passes) and "decompose_silu_backward" in onnx.passes
+    assert {"fuse_edge_moments", "fuse_edge_scatter"} <= set(resolve_target("cpu").passes)
     with pytest.raises(MlffcError, match="fuse_edge_scatter make graphs that call the mlffc op library"):
         resolve_target("cpu", "tvm", passes=["fuse_edge_scatter"])
     with pytest.raises(MlffcError, match="supports backends"):
