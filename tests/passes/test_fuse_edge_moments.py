@@ -35,7 +35,7 @@ def test_the_channel_factors_are_read_in_place(moment_energy):
 
 @pytest.mark.parametrize("name", ["painn", "behler"])
 def test_no_op_without_the_pattern(name):
-    """PaiNN's messages are not outer products; Behler's sums mix blocks of different widths."""
+    """PaiNN's messages are not outer products; Behler's sum has blocks of different channel counts (16 and 40)."""
     torch.manual_seed(0)
     student = build_student(name, species=[1, 6, 7, 8]).eval()
     energy = finish(trace_energy(student, example_graph(student)))
