@@ -12,7 +12,7 @@ mkdir -p "$work" && cd "$work"
 cp "$here/liquids.smi" liquids.smi   # the recipe names its seeds file relative to this directory
 if (( toy )); then
   recipe="$here/liquid-toy.yaml"
-  md=(--md-steps 40 --rdf-steps 40 --equilibration 10)
+  md=(--md-steps 20 --rdf-steps 20 --equilibration 0)
 else
   recipe="$here/liquid.yaml"
   md=(--md-steps 2000 --rdf-steps 2000 --equilibration 500)
