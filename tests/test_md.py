@@ -1,10 +1,12 @@
-"""MD stability checks: a molecule whose bond graph survives is stable; one pulled apart is not."""
+"""MD checks: a molecule whose bond graph survives is stable, one pulled apart is not; the NVE drift is the fitted slope."""
 
 import numpy as np
+import pytest
 from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 
-from mlffc.md import bonds, langevin_stability
+from mlffc.errors import MlffcError
+from mlffc.md import bonds, energy_drift, langevin_stability
 
 
 class _Pull(Calculator):
@@ -39,3 +41,13 @@ def test_stable_and_broken_molecules_are_told_apart():
     assert [r["stable"] for r in calm] == [True, True]
     pulled = langevin_stability(molecules, _Pull(system.positions, pull=True), 300.0, steps=400, check_interval=20)
     assert not pulled[0]["stable"] and 0 < pulled[0]["failed_after_ps"] <= 0.2 and pulled[1]["stable"]
+
+
+def test_energy_drift_is_the_fitted_slope_per_atom():
+    times = np.linspace(0.0, 2.0, 21)
+    wobble = 1e-3 * np.sin(7 * times)
+    drift = energy_drift(times, -50.0 + 0.3 * times + wobble, atoms=10)
+    assert np.isclose(drift["drift_ev_per_atom_per_ps"], 0.03, rtol=0.05)
+    assert 0 < drift["fluctuation_ev_per_atom"] < 1e-3 and np.isclose(drift["max_deviation_ev_per_atom"], 0.06, rtol=0.05)
+    with pytest.raises(MlffcError, match="at least 2 finite energies"):
+        energy_drift([0.0, 1.0], [1.0, np.nan], atoms=1)

@@ -338,7 +338,8 @@ def train(
 
 @app.command(name="compile")
 def compile_command(
-    student: Optional[Path] = typer.Argument(None, help="student checkpoint (.safetensors)"),
+    student: Optional[str] = typer.Argument(None, help="student checkpoint (.safetensors) or a bundled pretrained "
+                                           "student's name (mlffc students), e.g. ani1x-moment"),
     target: str = typer.Option("cpu", help="compile target (mlffc targets)"),
     backend: Optional[str] = typer.Option(None, help="override the target's default backend"),
     threads: Optional[int] = typer.Option(None, help="CPU threads to build for (default: the target's)"),

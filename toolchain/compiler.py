@@ -39,7 +39,7 @@ from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
 from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description
 from mlffc.runtime.model import load
-from mlffc.students import Student, load_student
+from mlffc.students import Student, checkpoint_path, load_student
 from mlffc.targets import Target, get_target
 from mlffc.targets.backends import BACKENDS, Payload, get_backend
 from mlffc.units import UNITS
@@ -101,7 +101,10 @@ def plan(target: Target) -> list[str]:
     ]
 
 
-def compile_student(student_path: Path, target: Target, out: Path, data: Path | None = None) -> dict:
+def compile_student(student_path: Path | str, target: Target, out: Path, data: Path | None = None) -> dict:
+    """Compile the checkpoint `student_path` (or a bundled pretrained student's name) for `target`
+    into the artifact directory `out`; `data`'s test split gives the accuracy against the teacher."""
+    student_path = checkpoint_path(student_path)
     if target.device == "cuda" and not torch.cuda.is_available():
         raise MlffcError(
             f"target {target.name} needs its GPU ({target.arch}) at compile time (AOTInductor specialises to the device) "
@@ -110,7 +113,7 @@ def compile_student(student_path: Path, target: Target, out: Path, data: Path | 
     backend = get_backend(target.backend)
     if target.device not in backend.devices:
         raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
-    check_destination(Path(out), [Path(student_path)] + ([Path(data)] if data else []))
+    check_destination(Path(out), [student_path] + ([Path(data)] if data else []))
     student, meta = load_student(student_path)
     check_finite_weights(student, student_path)
     dataset = read_dataset(data) if data else None

@@ -52,14 +52,22 @@ def nve_drift(atoms: Atoms, calculator, steps: int, timestep_fs: float = 0.5, te
               "steps_per_s": dynamics.nsteps / seconds if seconds > 0 else float("nan")}
     energies = np.asarray(energies)
     if failure is None and len(energies) >= 2 and np.all(np.isfinite(energies)):
-        slope, intercept = np.polyfit(times, energies, 1)
-        residual = energies - (slope * np.asarray(times) + intercept)
-        result.update(stable=True, drift_ev_per_atom_per_ps=float(abs(slope) / n),
-                      fluctuation_ev_per_atom=float(residual.std() / n),
-                      max_deviation_ev_per_atom=float(np.abs(energies - energies[0]).max() / n))
+        result.update(stable=True, **energy_drift(times, energies, n))
     else:
         result.update(stable=False, failure=failure or "non-finite energy", drift_ev_per_atom_per_ps=float("inf"))
     return result
+
+
+def energy_drift(times_ps, total_energies, atoms: int) -> dict:
+    """The drift of an NVE run's total energy (eV) sampled at `times_ps`: |slope| of a linear fit
+    per atom (eV/atom/ps), the spread about that line and the largest |E - E0|, per atom."""
+    times, energies = np.asarray(times_ps, dtype=float), np.asarray(total_energies, dtype=float)
+    if len(energies) < 2 or not np.all(np.isfinite(energies)):
+        raise MlffcError(f"an energy drift needs at least 2 finite energies, got {energies.tolist()[:5]}")
+    slope, intercept = np.polyfit(times, energies, 1)
+    residual = energies - (slope * times + intercept)
+    return {"drift_ev_per_atom_per_ps": float(abs(slope) / atoms), "fluctuation_ev_per_atom": float(residual.std() / atoms),
+            "max_deviation_ev_per_atom": float(np.abs(energies - energies[0]).max() / atoms)}
 
 
 def nvt_rdf(atoms: Atoms, calculator, steps: int, equilibration: int, elements: tuple[str, str] = ("O", "O"),

@@ -180,7 +180,7 @@ def run_distill(config: DistillConfig, workdir: Path, fresh: bool = False) -> di
     record_path = workdir / RECORD
     if fresh:
         for path in [*data_dir.glob("*.h5"), record_path]:
-            path.unlink()
+            path.unlink(missing_ok=True)  # a first run with --fresh has no record yet
     saved = workdir / "distill_config.yaml"
     if saved.exists() and not fresh:
         previous = DistillConfig.from_file(saved)
