@@ -80,13 +80,13 @@ def run_demo(workdir: Path, fresh: bool = False, from_scratch: bool = False) -> 
     speed = {
         "atoms": len(system),
         "teacher_ms": median_ms(lambda: teacher_fp32.compute([system]), repeats=10),
-        "student_eager_ms": manifest["speed"]["eager_ms"],
-        "student_compiled_ms": manifest["speed"]["compiled_ms"],
+        "student_eager_ms": manifest.speed.eager_ms,
+        "student_compiled_ms": manifest.speed.compiled_ms,
         "student_compiled_call_ms": median_ms(lambda: model.compute(system)),
     }
     result = {"student_made": made, "data": {"frames": len(frames), "atoms": int(frames.natoms.sum()), "molecules": len(set(frames.group.tolist())),
                        "splits": frames.attrs["splits"]},
-              "manifest": manifest, "check": report, "speed": speed}
+              "manifest": manifest.to_dict(), "check": report, "speed": speed}
     write_json(workdir / "report.json", result, strict=False)
     _print_report(result, workdir)
     return result
