@@ -103,6 +103,8 @@ def plan(target: Target) -> list[str]:
 
 
 def compile_student(student_path: Path, target: Target, out: Path, data: Path | None = None) -> Manifest:
+    """Compile the student at `student_path` for `target` into the artifact directory `out`
+    (test-split accuracy from `data`, when given); returns the manifest written."""
     if target.device == "cuda" and not torch.cuda.is_available():
         raise MlffcError(
             f"target {target.name} needs its GPU ({target.arch}) at compile time (AOTInductor specialises to the device) "
