@@ -79,10 +79,11 @@ def main() -> None:
         artifact = artifact_dir(args.out, name)
         started = time.perf_counter()
         manifest = compile_student(student_path, target, artifact, args.data)
-        rows[name] = {"backend": backend, "passes": [p["name"] for p in manifest["passes"] if p["applied"]],
-                      "rejected": [p["name"] for p in manifest["passes"] if not p["applied"]], "precision": precision,
-                      "compile_s": time.perf_counter() - started, "pass_records": manifest["passes"],
-                      "vs_teacher": manifest["accuracy"].get("vs_teacher")}
+        vs_teacher = manifest.accuracy.vs_teacher
+        rows[name] = {"backend": backend, "passes": [p.name for p in manifest.passes if p.applied],
+                      "rejected": [p.name for p in manifest.passes if not p.applied], "precision": precision,
+                      "compile_s": time.perf_counter() - started, "pass_records": [p.to_dict() for p in manifest.passes],
+                      "vs_teacher": vs_teacher.to_dict() if vs_teacher else None}
         print(f"compiled {name} in {rows[name]['compile_s']:.0f} s", flush=True)
 
     models = {name: load(artifact_dir(args.out, name)) for name in rows}

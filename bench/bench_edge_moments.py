@@ -123,10 +123,10 @@ def compiled_timings(student_name: str, graph, rounds: int) -> dict:
             artifact = Path(tmp) / name.replace(" ", "_")
             manifest = compile_student(checkpoint_path(student_name), resolve_target("cpu", "aoti", passes=passes), artifact)
             models[name] = load(artifact, threads=1)
-            report[name] = {"passes": [p["name"] for p in manifest["passes"] if p["applied"]],
-                            "rejected": {p["name"]: p["rejected"] for p in manifest["passes"] if not p["applied"]},
-                            "pass_errors": {p["name"]: p.get("error") for p in manifest["passes"]},
-                            "acceptance": manifest["accuracy"]["vs_eager"]}  # compile_student raises when it fails
+            report[name] = {"passes": [p.name for p in manifest.passes if p.applied],
+                            "rejected": {p.name: p.rejected for p in manifest.passes if not p.applied},
+                            "pass_errors": {p.name: p.error.to_dict() if p.error else None for p in manifest.passes},
+                            "acceptance": manifest.accuracy.vs_eager.to_dict()}  # compile_student raises when it fails
         torch.set_num_threads(1)
         samples = {name: Samples() for name in models}
         for model in models.values():

@@ -85,7 +85,7 @@ def main() -> None:
     system = speed_system()
     report["speed"] = {"atoms": len(system), "student_call_ms": median_ms(lambda: model.compute(system)),
                        "teacher_ms": median_ms(lambda: teacher.compute([system]), repeats=10),
-                       "parameters": manifest["model"]["parameters"]}
+                       "parameters": manifest.model.parameters}
     report["speed"]["ratio"] = report["speed"]["teacher_ms"] / report["speed"]["student_call_ms"]
 
     molecules = unseen_molecules(test, args.md_molecules)

@@ -119,7 +119,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     table = "\n".join([
         f"Measured {date.today()} on {platform.machine()} ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}), "
-        f"torch {torch.__version__}, artifact built for {model.manifest['target']['threads']} thread(s), torch threads {threads}; "
+        f"torch {torch.__version__}, artifact built for {model.manifest.target.threads} thread(s), torch threads {threads}; "
         f"teacher: ANI-1x 8-network ensemble in float32 (JAX, its default threads). "
         f"`.venv/bin/python bench/bench_runtime.py ARTIFACT`; MD from 300 K velocities, {args.steps} steps (teacher {args.teacher_steps}) of 0.5 fs after 5 warm-up steps",
         "",

@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load(args.artifact)
-    teacher_name = args.teacher or (model.manifest["model"].get("teacher") or {}).get("name") or "ani1x"
+    teacher_name = args.teacher or model.manifest.model.teacher_name or "ani1x"
     atoms = molecule(args.molecule)
     steps = round(args.ps * 1000 / args.timestep)
     runs = {}

@@ -28,15 +28,15 @@ ARTIFACTS = {"aoti": "artifact", "onnxruntime": "onnx_artifact", "tvm": "tvm_art
 def test_artifact_agrees_with_eager_and_passes_check(backend, request, trained_run, small_data):
     artifact = request.getfixturevalue(ARTIFACTS[backend])
     model, student = load(artifact), trained_run[1]
-    tolerance = model.manifest["accuracy"]["vs_eager"]["tolerance"]
+    tolerance = model.manifest.accuracy.vs_eager.tolerance
     structures = [molecule("CH3CONH2"), molecule("C2H4"), molecule("H2O")]
     for atoms in structures:
         atoms.rattle(0.05, seed=3)
     graph = build_graph(structures, student.cutoff)
     compiled, eager = model.run(graph), student(*graph.inputs())
     natoms = np.array([len(a) for a in structures])
-    assert np.abs((compiled[0].numpy() - eager[0].detach().numpy()) / natoms).max() < tolerance["energy_per_atom"]
-    assert np.abs(compiled[1].numpy() - eager[1].detach().numpy()).max() < tolerance["forces"]
+    assert np.abs((compiled[0].numpy() - eager[0].detach().numpy()) / natoms).max() < tolerance.energy_per_atom
+    assert np.abs(compiled[1].numpy() - eager[1].detach().numpy()).max() < tolerance.forces
     report = check_artifact(artifact, small_data, limits_at_reported(artifact))
     assert report["passed"], report["failures"]
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlffc.runtime.manifest import Manifest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -50,8 +52,8 @@ def test_every_example_has_a_readme_and_a_script():
 
 def test_smiles_student(smiles_example):
     workdir, result = smiles_example
-    manifest = json.loads((workdir / "artifact" / "manifest.json").read_text())
-    assert manifest["model"]["architecture"] == "moment" and manifest["target"]["name"] == "cpu"
+    manifest = Manifest.read(workdir / "artifact")
+    assert manifest.model.architecture == "moment" and manifest.target.name == "cpu"
     check = json.loads((workdir / "check.json").read_text())
     assert check["frames"] > 0 and check["split"] == "test"
     teacher = check["vs_teacher"]

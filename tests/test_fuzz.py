@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mlffc.errors import MlffcError
-from mlffc.runtime.manifest import MANIFEST, check_compatible, read_manifest, verify_payload
+from mlffc.runtime.manifest import MANIFEST, Manifest, check_compatible, verify_payload
 from mlffc.trainers import TrainConfig
 
 STRUCTURES_SCRIPT = textwrap.dedent("""
@@ -116,7 +116,7 @@ def test_random_manifests_give_an_mlffc_error_or_load(manifest_copy, data):
     raw = json.dumps(manifest)
     (copy / MANIFEST).write_text({"json": raw, "list": json.dumps([manifest]), "cut": raw[: len(raw) // 2]}[text])
     try:
-        read_back = read_manifest(copy)
+        read_back = Manifest.read(copy)
         verify_payload(copy, read_back)
         check_compatible(read_back)
     except MlffcError:

@@ -198,14 +198,21 @@ def test_c_api(cpp_runner, artifact):
     lib.mlffc_model_destroy(handle)
 
 
-def test_runner_reads_what_python_json_writes(cpp_runner, artifact, tmp_path):
-    """Python's json writes NaN for a non-finite metric and \\u escapes for Å: both must load."""
+def test_runner_reads_escapes_and_refuses_non_finite_numbers(cpp_runner, artifact, tmp_path):
+    """\\u escapes (Python's json writes Å so) load; a NaN or infinity anywhere is refused, named by
+    its path, as Manifest.read refuses it (the JSON reader parses Python's NaN and Infinity tokens)."""
     copy = _copy(artifact, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["accuracy"]["note"] = {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "text": "Å \U0001f600 \"q\" \\ /"}
-    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1))
     write(tmp_path / "h2o.xyz", molecule("H2O"))
+    manifest["accuracy"]["note"] = {"text": "Å \U0001f600 \"q\" \\ /"}
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1))
     assert len(frames_of(run(cpp_runner, copy, tmp_path / "h2o.xyz"))) == 1
+    for value, shown in [(float("nan"), "nan"), ([1.0, float("inf")], "inf"), (-float("inf"), "-inf")]:
+        manifest["accuracy"]["note"] = {"value": value}
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        result = run(cpp_runner, copy, tmp_path / "h2o.xyz")
+        where = "accuracy.note.value" + ("[1]" if isinstance(value, list) else "")
+        assert result.returncode == 2 and f"manifest field {where} is {shown}" in result.stderr, result.stderr
 
 
 def _outside(manifest, copy, name):

@@ -28,9 +28,11 @@ def check_artifact(artifact: Path, data: Path, limits: Limits, split: str = "tes
     the calculator's labels are the reference, plus each (energy, forces) info/arrays key pair
     of `reference_keys`, reported apart under `vs_references`)."""
     model = load(artifact)
-    accepted = model.manifest["accuracy"]["vs_eager"]["tolerance"]
-    limits = replace(limits, compiled_vs_eager_forces=_given(limits.compiled_vs_eager_forces, accepted["forces"]),
-                     compiled_vs_eager_energy_per_atom=_given(limits.compiled_vs_eager_energy_per_atom, accepted["energy_per_atom"]))
+    if model.manifest.accuracy is None:
+        raise MlffcError(f"{artifact}: its manifest has no accuracy (compile did not finish its checks); recompile the artifact")
+    accepted = model.manifest.accuracy.vs_eager.tolerance
+    limits = replace(limits, compiled_vs_eager_forces=_given(limits.compiled_vs_eager_forces, accepted.forces),
+                     compiled_vs_eager_energy_per_atom=_given(limits.compiled_vs_eager_energy_per_atom, accepted.energy_per_atom))
     check_limits(asdict(limits))
     if is_dataset_path(data):
         if reference_keys:
@@ -116,7 +118,7 @@ def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: 
 
     check_limits(asdict(limits))
     model = load(artifact)
-    teacher_name = teacher or (model.manifest["model"].get("teacher") or {}).get("name") or "ani1x"
+    teacher_name = teacher or model.manifest.model.teacher_name or "ani1x"
     reference = load_teacher(teacher_name)
     try:
         gas = molecule(settings.molecule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from mlffc.check_settings import Limits, MdLimits, MdSettings
 from mlffc.data.sampling_config import SamplingConfig
 from mlffc.errors import MlffcError
 from mlffc.progress import console, output as out
+
+if TYPE_CHECKING:
+    from mlffc.runtime.manifest import Manifest
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Distil a force-field teacher into a small student and compile it for a target, checked against the teacher.")
@@ -509,20 +512,20 @@ def _print_seed_problems(problems) -> None:
         console.print(f"  ... and {len(problems) - shown} more")
 
 
-def _print_manifest(manifest: dict) -> None:
-    table = Table("", "", title=f"artifact for {manifest['target']['name']} ({manifest['backend']['name']})", show_header=False)
-    eager = manifest["accuracy"]["vs_eager"]
-    table.add_row("compiled vs eager", f"max |dF| {eager['max_forces_error']:.2e} eV/Å (relative above 1 eV/Å), max |dE| {eager['max_abs_energy_per_atom']:.2e} eV/atom")
-    teacher = manifest["accuracy"].get("vs_teacher")
+def _print_manifest(manifest: Manifest) -> None:
+    """A compiled artifact's manifest (as compile returns it: with its accuracy and speed)."""
+    table = Table("", "", title=f"artifact for {manifest.target.name} ({manifest.backend.name})", show_header=False)
+    eager = manifest.accuracy.vs_eager
+    table.add_row("compiled vs eager", f"max |dF| {eager.max_forces_error:.2e} eV/Å (relative above 1 eV/Å), max |dE| {eager.max_abs_energy_per_atom:.2e} eV/atom")
+    teacher = manifest.accuracy.vs_teacher
     if teacher:
-        table.add_row("vs teacher (test)", f"force MAE {teacher['force_mae']:.4f} eV/Å, energy MAE {1e3 * teacher['energy_mae_per_atom']:.2f} meV/atom")
-    speed = manifest["speed"]
-    table.add_row(f"speed, {speed['atoms']} atoms", f"compiled {speed['compiled_ms']:.2f} ms, eager {speed['eager_ms']:.2f} ms ({speed['speedup_vs_eager']:.1f}x)")
-    for record in manifest["passes"]:
-        error = record.get("error", {})
-        verdict = "applied" if record["applied"] else f"[yellow]rejected[/] ({record['rejected']})"
-        table.add_row(f"pass {record['name']}", f"{verdict}; max |dF| {error.get('forces', 0):.1e} eV/Å")
-    table.add_row("compile time", f"{manifest['compile_seconds']:.0f} s")
+        table.add_row("vs teacher (test)", f"force MAE {teacher.force_mae:.4f} eV/Å, energy MAE {1e3 * teacher.energy_mae_per_atom:.2f} meV/atom")
+    speed = manifest.speed
+    table.add_row(f"speed, {speed.atoms} atoms", f"compiled {speed.compiled_ms:.2f} ms, eager {speed.eager_ms:.2f} ms ({speed.speedup_vs_eager:.1f}x)")
+    for record in manifest.passes:
+        verdict = "applied" if record.applied else f"[yellow]rejected[/] ({record.rejected})"
+        table.add_row(f"pass {record.name}", f"{verdict}; max |dF| {record.error.forces if record.error else 0:.1e} eV/Å")
+    table.add_row("compile time", f"{manifest.compile_seconds:.0f} s")
     out.print(table)
 
 

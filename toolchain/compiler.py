@@ -32,12 +32,13 @@ from mlffc.capture import differentiate, example_graph, export, trace_energy
 from mlffc.data.storage import read_dataset
 from mlffc.errors import MlffcError
 from mlffc.graph import GRAPH_INPUTS, GRAPH_OUTPUTS, SIGNATURE, Graph
-from mlffc.io import atomic_directory, sha256_file, write_json
+from mlffc.io import atomic_directory, sha256_file
 from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassSettings, needs_custom_ops, run_passes
 from mlffc.passes.core import PRECISIONS, finish
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
-from mlffc.runtime.manifest import MANIFEST, SCHEMA_VERSION, STUDENT_FILE, host_description
+from mlffc.runtime.manifest import (MANIFEST, SCHEMA_VERSION, STUDENT_FILE, Accuracy, BackendInfo, Capabilities, Checkpoint, DeviceInfo,
+                                    Difference, Manifest, ModelInfo, PassRecord, Speed, TargetInfo, VsEager, VsTeacher, host_description)
 from mlffc.runtime.model import load
 from mlffc.students import Student, checkpoint_path, load_student
 from mlffc.targets import Target, get_target
@@ -101,9 +102,10 @@ def plan(target: Target) -> list[str]:
     ]
 
 
-def compile_student(student_path: Path | str, target: Target, out: Path, data: Path | None = None) -> dict:
+def compile_student(student_path: Path | str, target: Target, out: Path, data: Path | None = None) -> Manifest:
     """Compile the checkpoint `student_path` (or a bundled pretrained student's name) for `target`
-    into the artifact directory `out`; `data`'s test split gives the accuracy against the teacher."""
+    into the artifact directory `out` (test-split accuracy from `data`, when given); returns the
+    manifest written."""
     student_path = checkpoint_path(student_path)
     if target.device == "cuda" and not torch.cuda.is_available():
         raise MlffcError(
@@ -131,17 +133,15 @@ def compile_student(student_path: Path | str, target: Target, out: Path, data: P
         with atomic_directory(out, may_replace=replaceable_artifact) as tmp:
             payload = backend.lower(exported, target, tmp)
             shutil.copyfile(student_path, tmp / STUDENT_FILE)
-            manifest = _manifest(student, meta, target, backend, payload, records, tmp)
-            write_json(tmp / MANIFEST, manifest)
+            manifest = _manifest(student, meta, target, backend, payload, records, tmp).write(tmp)
             compiled = load(tmp)
             rounding = float32_rounding(student, calibration, eager)
-            manifest["accuracy"] = {"vs_eager": {**acceptance(compiled, calibration, eager, acceptance_tolerance(records, rounding)),
-                                                 "float32_rounding": rounding}}
-            if frames is not None and len(frames):
-                manifest["accuracy"]["vs_teacher"] = {"split": "test", "frames": len(frames), **evaluate_compiled(compiled, frames)}
-            manifest["speed"] = measure_speed(compiled, student)
-            manifest["compile_seconds"] = time.perf_counter() - started
-            write_json(tmp / MANIFEST, manifest)
+            accepted = acceptance(compiled, calibration, eager, acceptance_tolerance(records, rounding))
+            vs_eager = VsEager(max_abs_energy_per_atom=accepted["max_abs_energy_per_atom"], max_forces_error=accepted["max_forces_error"],
+                               tolerance=Difference(**accepted["tolerance"]), float32_rounding=Difference(**rounding))
+            vs_teacher = VsTeacher(split="test", frames=len(frames), **evaluate_compiled(compiled, frames)) if frames is not None and len(frames) else None
+            manifest = replace(manifest, accuracy=Accuracy(vs_eager=vs_eager, vs_teacher=vs_teacher), speed=Speed(**measure_speed(compiled, student)),
+                               compile_seconds=time.perf_counter() - started).write(tmp)
     return manifest
 
 
@@ -176,7 +176,9 @@ def check_destination(out: Path, inputs: list[Path]) -> None:
 
 def replaceable_artifact(path: Path) -> None:
     """Return when `path` is an earlier mlffc artifact and holds nothing its manifest does not
-    name (so replacing it loses nothing else); otherwise MlffcError saying what is in the way."""
+    name (so replacing it loses nothing else); otherwise MlffcError saying what is in the way.
+    Reads only the file names from the raw JSON, not Manifest.read: an artifact of an older schema
+    (or one the runtime would refuse to load) is still compile's own and may be replaced."""
     advice = "choose another --out, or empty it yourself"
     try:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -199,39 +201,28 @@ def check_finite_weights(student: Student, path: Path) -> None:
                              f"values (a diverged training?); retrain it")
 
 
-def _manifest(student: Student, meta: dict, target: Target, backend, payload: Payload, records: list[dict], directory: Path) -> dict:
+def _manifest(student: Student, meta: dict, target: Target, backend, payload: Payload, records: list[dict], directory: Path) -> Manifest:
+    """The manifest of a lowered artifact, before its checks (accuracy, speed) have run."""
     host = host_description()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "mlffc": mlffc.__version__,
-        "target": target.as_dict(),
-        "backend": {
-            "name": backend.name,
-            "entry": payload.entry.name,
-            "libraries": [p.name for p in payload.libraries],
-            "versions": backend.versions(),
-            "facts": payload.facts,
-            "torch": torch.__version__,
-        },
-        "built_on": host,
-        "device": {"kind": target.device, "arch": target.arch if target.device == "cuda" else host["cpu_capability"],
-                   "name": host.get("gpu") if target.device == "cuda" else host["machine"]},
-        "precision": target.precision,
-        "passes": records,
-        "payload": {p.name: sha256_file(p) for p in payload.files},
-        "model": {
-            "architecture": student.name,
-            "config": student.config(),
-            "parameters": sum(p.numel() for p in student.parameters()),
-            "species": student.species,
-            "cutoff": student.cutoff,
-            "checkpoint": {"file": STUDENT_FILE, "sha256": sha256_file(directory / STUDENT_FILE)},
-            "teacher": meta.get("teacher"),
-        },
-        "units": UNITS,
-        "inputs": list(GRAPH_INPUTS),
-        "outputs": list(GRAPH_OUTPUTS),
-        "signature": SIGNATURE,
-        "capabilities": {"periodic": True, "stress": True},
-    }
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        mlffc=mlffc.__version__,
+        target=TargetInfo.from_dict(target.as_dict(), "target"),
+        backend=BackendInfo(name=backend.name, entry=payload.entry.name, libraries=tuple(p.name for p in payload.libraries),
+                            versions=backend.versions(), facts=payload.facts, torch=torch.__version__),
+        built_on=host,
+        device=DeviceInfo(kind=target.device, arch=target.arch if target.device == "cuda" else host.cpu_capability,
+                          name=host.gpu if target.device == "cuda" else host.machine),
+        precision=target.precision,
+        passes=tuple(PassRecord.from_dict(record, f"passes[{k}]") for k, record in enumerate(records)),
+        payload={p.name: sha256_file(p) for p in payload.files},
+        model=ModelInfo(architecture=student.name, config=student.config(), parameters=sum(p.numel() for p in student.parameters()),
+                        species=tuple(student.species), cutoff=student.cutoff,
+                        checkpoint=Checkpoint(file=STUDENT_FILE, sha256=sha256_file(directory / STUDENT_FILE)), teacher=meta.get("teacher")),
+        units=UNITS,
+        inputs=GRAPH_INPUTS,
+        outputs=GRAPH_OUTPUTS,
+        signature=SIGNATURE,
+        capabilities=Capabilities(periodic=True, stress=True),
+    )

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from mlffc.data.mutate import parent_group
 from mlffc.progress import console, output
+
+if TYPE_CHECKING:
+    from mlffc.runtime.manifest import Manifest
 
 DEMO_CONFIG = "demo.yaml"  # from scratch (--from-scratch)
 PRETRAINED_CONFIG = "demo-pretrained.yaml"  # fine-tuning PRETRAINED (the default)
@@ -80,27 +84,27 @@ def run_demo(workdir: Path, fresh: bool = False, from_scratch: bool = False) -> 
     speed = {
         "atoms": len(system),
         "teacher_ms": median_ms(lambda: teacher_fp32.compute([system]), repeats=10),
-        "student_eager_ms": manifest["speed"]["eager_ms"],
-        "student_compiled_ms": manifest["speed"]["compiled_ms"],
+        "student_eager_ms": manifest.speed.eager_ms,
+        "student_compiled_ms": manifest.speed.compiled_ms,
         "student_compiled_call_ms": median_ms(lambda: model.compute(system)),
     }
     result = {"student_made": made, "data": {"frames": len(frames), "atoms": int(frames.natoms.sum()), "molecules": len(set(frames.group.tolist())),
                        "splits": frames.attrs["splits"]},
-              "manifest": manifest, "check": report, "speed": speed}
+              "manifest": manifest.to_dict(), "check": report, "speed": speed}
     write_json(workdir / "report.json", result, strict=False)
-    _print_report(result, workdir)
+    _print_report(result, manifest, workdir)
     return result
 
 
-def _print_report(result: dict, workdir: Path) -> None:
-    check, speed, manifest = result["check"], result["speed"], result["manifest"]
+def _print_report(result: dict, manifest: Manifest, workdir: Path) -> None:
+    check, speed = result["check"], result["speed"]
     t = check["vs_teacher"]
     table = Table("", "", title="mlffc demo: ANI-1x -> moment student -> cpu", show_header=False)
     held_out = sorted({parent_group(g) for g in result["data"]["splits"]["test"]})
     table.add_row("data", f"{result['data']['frames']} frames of {result['data']['molecules']} molecules; "
                   f"held out (with their mutants): {', '.join(held_out)}")
-    table.add_row("student", f"{manifest['model']['architecture']}, {manifest['model']['parameters']:,} parameters, "
-                  f"cutoff {manifest['model']['cutoff']} Å; {result['student_made']}")
+    table.add_row("student", f"{manifest.model.architecture}, {manifest.model.parameters:,} parameters, "
+                  f"cutoff {manifest.model.cutoff} Å; {result['student_made']}")
     table.add_row("force MAE vs teacher (test)", f"{t['force_mae']:.4f} eV/Å (RMSE {t['force_rmse']:.4f})")
     table.add_row("energy MAE vs teacher (test)", f"{1e3 * t['energy_mae_per_atom']:.2f} meV/atom")
     table.add_row("compiled vs eager", f"max |dF| {check['vs_eager']['forces']:.1e} eV/Å")

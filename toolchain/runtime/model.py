@@ -19,7 +19,7 @@ from ase.data import chemical_symbols
 from mlffc.graph import BATCH_ATOMS, Graph, build_graph
 from mlffc.runtime.backends import LOADERS
 from mlffc.runtime.calculator import MlffcCalculator
-from mlffc.runtime.manifest import check_compatible, read_manifest, verify_payload
+from mlffc.runtime.manifest import Manifest, check_compatible, verify_payload
 from mlffc.runtime.neighbours import DEFAULT_SKIN
 from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
@@ -30,15 +30,15 @@ Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 class CompiledModel:
     """Energy (eV), forces (eV/Å) and stress (eV/Å³) from a compiled artifact."""
 
-    def __init__(self, artifact: Path, manifest: dict, runner: Runner):
+    def __init__(self, artifact: Path, manifest: Manifest, runner: Runner):
         self.path = artifact
         self.manifest = manifest
         self._runner = runner
-        self.species = [int(z) for z in manifest["model"]["species"]]
+        self.species = list(manifest.model.species)
         self.elements = [chemical_symbols[z] for z in self.species]
-        self.cutoff = float(manifest["model"]["cutoff"])
-        self.periodic = bool(manifest["capabilities"]["periodic"])
-        self.device = torch.device("cuda" if manifest["target"]["device"] == "cuda" else "cpu")
+        self.cutoff = manifest.model.cutoff
+        self.periodic = manifest.capabilities.periodic
+        self.device = torch.device("cuda" if manifest.target.device == "cuda" else "cpu")
 
     def run(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The compiled graph on one batch: energy [B], forces [N, 3], stress [B, 3, 3]."""
@@ -106,20 +106,20 @@ def load(path: str | Path, threads: int | None = None) -> CompiledModel:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise MlffcError(f"threads must be an integer >= 1 (or None: the artifact's count), got {threads!r}")
     artifact = Path(path)
-    manifest = read_manifest(artifact)
+    manifest = Manifest.read(artifact)
     verify_payload(artifact, manifest)
     check_compatible(manifest)
-    backend = manifest["backend"]["name"]
+    backend = manifest.backend.name
     if backend not in LOADERS:
         raise MlffcError(f"{artifact}: backend '{backend}' has no loader in this mlffc; upgrade mlffc")
-    if manifest["target"]["device"] == "cpu":
-        torch.set_num_threads(threads or manifest["target"]["threads"])
+    if manifest.target.device == "cpu":
+        torch.set_num_threads(threads or manifest.target.threads)
     try:
         runner = LOADERS[backend](artifact, manifest)
     except MlffcError:
         raise
     except Exception as exc:  # a payload its runtime cannot read (truncated, foreign), hashes notwithstanding
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MlffcError(f"{artifact}: its {backend} payload {manifest['backend']['entry']} cannot be loaded "
+        raise MlffcError(f"{artifact}: its {backend} payload {manifest.backend.entry} cannot be loaded "
                          f"({type(exc).__name__}: {first[:300]}); recompile the artifact") from exc
     return CompiledModel(artifact, manifest, runner)
