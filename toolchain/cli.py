@@ -574,17 +574,17 @@ def _print_check(report: dict) -> None:
 
 def _print_baseline(comparison: dict) -> None:
     tolerance = comparison["tolerance"]
-    table = Table("group", "metric", "baseline", "now", "change", "allowed", "",
-                  title=f"against the baseline {comparison['file']} (made {comparison['created']}, mlffc {comparison['mlffc']}; "
-                        f"tolerance {100 * tolerance['relative']:g}%, at least the absolute floor)")
+    table = Table("group", "figure", "baseline", "now", "change", "allowed", "",
+                  title=f"against the baseline {comparison['file']} (made {comparison['created']} by mlffc {comparison['mlffc']}; "
+                        f"allowed: baseline + {100 * tolerance['relative']:g}%, at least + the absolute floor)")
     for row in comparison["rows"]:
-        scale, unit = (1e3, "meV/atom") if row["unit"] == "eV/atom" else (1.0, row["unit"])
+        scale, unit, digits = (1e3, "meV/atom", 2) if row["unit"] == "eV/atom" else (1.0, row["unit"], 4)
         change = row["measured"] - row["baseline"]
         relative = f" ({100 * change / row['baseline']:+.1f}%)" if row["baseline"] > 0 else ""
-        table.add_row(row["group"], row["metric"], f"{scale * row['baseline']:.4f}", f"{scale * row['measured']:.4f} {unit}",
-                      f"{scale * change:+.4f}{relative}", f"{scale * row['allowed']:.4f}",
-                      "[red]REGRESSED[/]" if row["regressed"] else "[green]ok[/]")
-    out.print(table)
+        table.add_row(row["group"], f"{row['metric']} ({unit})", f"{scale * row['baseline']:.{digits}f}",
+                      f"{scale * row['measured']:.{digits}f}", f"{scale * change:+.{digits}f}{relative}",
+                      f"{scale * row['allowed']:.{digits}f}", "[red]REGRESSED[/]" if row["regressed"] else "[green]ok[/]")
+    (out if out.is_terminal else Console(width=200)).print(table)  # a CI log's default 80 columns would squash it
 
 
 def _print_md(report: dict) -> None:

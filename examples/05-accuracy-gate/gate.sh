@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The accuracy-regression gate (README.md here): compile the student for the cpu target, check it
+# on the committed reference set against the committed baseline; exit 1 when a figure regressed
+# beyond its tolerance, 2 when the baseline cannot be compared (other data, format, non-finite).
+#   gate.sh            the gate (what .github/workflows/accuracy.yml runs)
+#   gate.sh --update   rewrite the baseline from this build instead (commit it with the change)
+# Environment: PYTHON (default python3), STUDENT (checkpoint path or bundled name; default
+# ani1x-moment), ARTIFACT (an artifact already built: gate it instead of compiling), WORKDIR (for
+# the artifact and check.json; default a temporary directory, removed at exit), BASELINE (default
+# baseline.json here).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${PYTHON:-python3}"
+baseline="${BASELINE:-$here/baseline.json}"
+data="$here/reference.h5"
+case "${1:-}" in
+  "") mode=gate ;;
+  --update) mode=update ;;
+  *) echo "usage: $0 [--update]" >&2; exit 2 ;;
+esac
+if [[ $mode == gate && ! -f $baseline ]]; then
+  echo "no baseline at $baseline: make it with '$0 --update' and commit it" >&2
+  exit 2
+fi
+if [[ -n ${WORKDIR:-} ]]; then
+  workdir="$WORKDIR"
+  mkdir -p "$workdir"
+else
+  workdir="$(mktemp -d)"
+  trap 'rm -rf "$workdir"' EXIT
+fi
+
+artifact="${ARTIFACT:-}"
+if [[ -z $artifact ]]; then
+  artifact="$workdir/artifact"
+  # `mlffc compile` takes a checkpoint file: a bundled student's name resolves to its file here
+  checkpoint="$("$python" -c 'import sys; from mlffc.students import checkpoint_path; print(checkpoint_path(sys.argv[1]))' \
+    "${STUDENT:-ani1x-moment}")"
+  "$python" -m mlffc compile "$checkpoint" --target cpu --out "$artifact"
+fi
+# The absolute limits are loose sanity bounds (a broken build); the baseline is the gate.
+limits=(--max-force-mae 0.5 --max-energy-mae 0.05)
+if [[ $mode == update ]]; then
+  "$python" -m mlffc check "$artifact" --data "$data" "${limits[@]}" --write-baseline "$baseline"
+else
+  "$python" -m mlffc check "$artifact" --data "$data" "${limits[@]}" --baseline "$baseline" --json "$workdir/check.json"
+fi
