@@ -128,9 +128,9 @@ def default_tolerance() -> dict:
 
 
 def data_source(data: Path, split: str, reference_keys=()) -> dict:
-    """What a check is measured on, as a baseline records it: the SHA-256 of the data file (for a
-    directory or glob of shards, of one 'NAME SHA-256' line per shard file, sorted by name), the
-    split (datasets only: an ase.io file is checked whole) and the reference keys."""
+    """What a check is measured on, as a baseline records it: the SHA-256 of the data file (of a
+    directory or glob of several shard files: of one 'NAME SHA-256' line per file, sorted by name),
+    the split (datasets only: an ase.io file is checked whole) and the reference keys."""
     dataset = is_dataset_path(data)
     files = dataset_files(data) if dataset else [Path(data)]
     if not files[0].is_file():

@@ -4,15 +4,19 @@
 # beyond its tolerance, 2 when the baseline cannot be compared (other data, format, non-finite).
 #   gate.sh            the gate (what .github/workflows/accuracy.yml runs)
 #   gate.sh --update   rewrite the baseline from this build instead (commit it with the change)
-# Environment: PYTHON (default python3), STUDENT (checkpoint path or bundled name; default
+# Environment: PYTHON (default python3), STUDENT (checkpoint file or bundled name; default
 # ani1x-moment), ARTIFACT (an artifact already built: gate it instead of compiling), WORKDIR (for
 # the artifact and check.json; default a temporary directory, removed at exit), BASELINE (default
 # baseline.json here).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+absolute() { if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
 python="${PYTHON:-python3}"
-baseline="${BASELINE:-$here/baseline.json}"
-data="$here/reference.h5"
+if [[ $python == */* ]]; then python="$(absolute "$python")"; fi
+student="${STUDENT:-ani1x-moment}"
+if [[ -e $student ]]; then student="$(absolute "$student")"; fi
+baseline="$(absolute "${BASELINE:-$here/baseline.json}")"
+artifact="${ARTIFACT:+$(absolute "$ARTIFACT")}"
 case "${1:-}" in
   "") mode=gate ;;
   --update) mode=update ;;
@@ -23,19 +27,19 @@ if [[ $mode == gate && ! -f $baseline ]]; then
   exit 2
 fi
 if [[ -n ${WORKDIR:-} ]]; then
-  workdir="$WORKDIR"
+  workdir="$(absolute "$WORKDIR")"
   mkdir -p "$workdir"
 else
   workdir="$(mktemp -d)"
   trap 'rm -rf "$workdir"' EXIT
 fi
+cd "$here/../.."  # the repository root: the data path the baseline records is relative to it
+data=examples/05-accuracy-gate/reference.h5
 
-artifact="${ARTIFACT:-}"
 if [[ -z $artifact ]]; then
   artifact="$workdir/artifact"
   # `mlffc compile` takes a checkpoint file: a bundled student's name resolves to its file here
-  checkpoint="$("$python" -c 'import sys; from mlffc.students import checkpoint_path; print(checkpoint_path(sys.argv[1]))' \
-    "${STUDENT:-ani1x-moment}")"
+  checkpoint="$("$python" -c 'import sys; from mlffc.students import checkpoint_path; print(checkpoint_path(sys.argv[1]))' "$student")"
   "$python" -m mlffc compile "$checkpoint" --target cpu --out "$artifact"
 fi
 # The absolute limits are loose sanity bounds (a broken build); the baseline is the gate.
