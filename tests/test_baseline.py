@@ -156,3 +156,6 @@ def test_example_05_gate_passes_on_its_committed_baseline_and_fails_a_tightened_
     result = subprocess.run(["bash", EXAMPLE / "gate.sh"], capture_output=True, text=True,
                             env=env | {"BASELINE": str(tightened), "ARTIFACT": str(tmp_path / "artifact")})
     assert result.returncode == 1 and "REGRESSED" in result.stdout, result.stdout + result.stderr
+    result = subprocess.run(["bash", EXAMPLE / "gate.sh"], capture_output=True, text=True,
+                            env=env | {"BASELINE": str(tmp_path / "none.json")})
+    assert result.returncode == 2 and "--update" in result.stderr  # no baseline: the gate refuses to pass vacuously
