@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlffc.check import (BASELINE_FORMAT_VERSION, Limits, artifact_source, check_artifact, check_same_data, compare_with_baseline,
+from mlffc.check import (BASELINE_FORMAT_VERSION, artifact_source, check_artifact, check_same_data, compare_with_baseline,
                          data_source, default_tolerance, make_baseline, read_baseline, write_baseline)
+from mlffc.check_settings import Limits
 from mlffc.errors import MlffcError
 from mlffc.metrics import BASELINE_METRICS
 
