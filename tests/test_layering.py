@@ -31,7 +31,7 @@ ALLOWED = {
     "md": BASE | {"data", "structures"},
     "trainers": BASE | {"data", "graph", "metrics", "plots", "structures", "students", "teachers"},
     "check_settings": set(),
-    "check": BASE | {"check_settings", "data", "md", "metrics", "plots", "runtime", "structures", "students", "teachers"},
+    "check": BASE | {"check_settings", "data", "md", "metrics", "mlffc", "plots", "runtime", "structures", "students", "teachers"},
     "acceptance": BASE | {"capture", "data", "graph", "metrics", "passes", "runtime", "students"},
     "compiler": BASE | {"acceptance", "capture", "data", "graph", "metrics", "mlffc", "passes", "runtime", "students", "targets"},
     "demo": None, "cli": None, "__main__": None,  # entry points: may import any part

@@ -1,24 +1,31 @@
 """`mlffc check`: an artifact against the teacher's labels and against its own eager student,
 and (`--md`) in short NVE/NVT simulations beside the teacher. Fails (non-zero exit) when an error
-exceeds its limit, so CI can gate on it."""
+exceeds its limit, so CI can gate on it; with an accuracy baseline (`--write-baseline`,
+`--baseline`), also when a figure got worse than a stored check's by more than its tolerance."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+import mlffc
 from mlffc.data.loader import GraphDataset
 from mlffc.data.exchange import import_with_references, is_dataset_path
-from mlffc.data.storage import read_dataset
+from mlffc.data.storage import dataset_files, read_dataset
 from mlffc.check_settings import Limits, MdLimits, MdSettings
 from mlffc.errors import MlffcError
-from mlffc.metrics import concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs, structure_atoms, worst_difference
+from mlffc.io import sha256_file, write_json
+from mlffc.metrics import (BASELINE_METRICS, concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs,
+                           structure_atoms, worst_difference)
 from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.progress import console
 from mlffc.runtime import load
-from mlffc.runtime.manifest import STUDENT_FILE
+from mlffc.runtime.manifest import STUDENT_FILE, read_manifest
 from mlffc.students import load_student
 
 
@@ -103,6 +110,171 @@ def gate(name: str, measured: float, limit: float, unit: str = "") -> str | None
     if not measured <= limit:
         return f"{name} = {measured:.3g} > {limit:.3g}{unit}"
     return None
+
+
+# Accuracy baselines (docs/artifacts.md, "Accuracy baselines"): one check's figures in a JSON file,
+# against which later checks of the same data are gated.
+BASELINE_FORMAT = "mlffc-accuracy-baseline"
+BASELINE_FORMAT_VERSION = 1
+# A figure regresses when it exceeds its baseline by more than max(relative x baseline, the absolute
+# floor of its unit): 5%, and never less than the floor, so that a figure near zero is not failed
+# by float32 rounding (another CPU, another build of the same student).
+BASELINE_RELATIVE_TOLERANCE = 0.05
+BASELINE_ABSOLUTE_FLOOR = {"eV/Å": 1e-3, "eV/atom": 1e-4}
+
+
+def default_tolerance() -> dict:
+    """The tolerance a new baseline stores (edit the file to change it)."""
+    return {"relative": BASELINE_RELATIVE_TOLERANCE,
+            "absolute": {name: BASELINE_ABSOLUTE_FLOOR[unit] for name, unit in BASELINE_METRICS.items()}}
+
+
+def data_source(data: Path, split: str, reference_keys=()) -> dict:
+    """What a check is measured on, as a baseline records it: the SHA-256 of the data file (of a
+    directory or glob of several shard files: of one 'NAME SHA-256' line per file, sorted by name),
+    the split (datasets only: an ase.io file is checked whole) and the reference keys."""
+    dataset = is_dataset_path(data)
+    files = dataset_files(data) if dataset else [Path(data)]
+    if not files[0].is_file():
+        raise MlffcError(f"data not found: {data}")
+    if len(files) == 1:
+        digest = sha256_file(files[0])
+    else:
+        digest = hashlib.sha256("".join(f"{f.name} {sha256_file(f)}\n" for f in files).encode()).hexdigest()
+    return {"path": str(data), "sha256": digest, "split": split if dataset else None,
+            "reference_keys": [list(pair) for pair in reference_keys]}
+
+
+def artifact_source(artifact: Path) -> dict:
+    """The artifact a baseline was measured on, from its manifest (recorded, not compared: a
+    baseline exists to gate other builds): target, backend, the mlffc that compiled it, payload and
+    checkpoint hashes."""
+    manifest = read_manifest(artifact)
+    return {"path": str(artifact), "target": manifest["target"]["name"], "backend": manifest["backend"]["name"],
+            "mlffc": manifest.get("mlffc"), "payload": dict(manifest["payload"]),
+            "checkpoint_sha256": (manifest["model"].get("checkpoint") or {}).get("sha256")}
+
+
+def baseline_figures(report: dict) -> dict[str, dict[str, float]]:
+    """The BASELINE_METRICS of a check_artifact report by group: 'all' (against its labels),
+    'category/NAME' (each category present), 'reference/NAME' (each --reference-keys reference).
+    Refuses a non-finite figure, naming it: it can neither be stored nor compared."""
+    groups = {"all": report["vs_teacher"]}
+    groups |= {f"category/{name}": entry for name, entry in report["by_category"].items() if name != "all"}
+    groups |= {f"reference/{name}": entry for name, entry in report["vs_references"].items()}
+    figures = {group: {name: float(entry[name]) for name in BASELINE_METRICS} for group, entry in groups.items()}
+    bad = [f"{group} {name} = {value}" for group, entry in figures.items() for name, value in entry.items() if not np.isfinite(value)]
+    if bad:
+        raise MlffcError(f"the check of {report['artifact']} measured non-finite figures ({', '.join(bad)}): "
+                         "nothing to store in or compare with a baseline")
+    return figures
+
+
+def make_baseline(report: dict, artifact: dict, data: dict, tolerance: dict | None = None) -> dict:
+    """A baseline of a check_artifact report; `artifact` and `data` from artifact_source and data_source."""
+    tolerance = default_tolerance() if tolerance is None else tolerance
+    check_tolerance(tolerance, "the tolerance")
+    return {
+        "format": BASELINE_FORMAT,
+        "format_version": BASELINE_FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mlffc": mlffc.__version__,
+        "artifact": artifact,
+        "data": data | {"labels": report["labels"], "frames": report["frames"], "atoms": report["atoms"]},
+        "tolerance": tolerance,
+        "metrics": baseline_figures(report),
+    }
+
+
+def write_baseline(path: Path, baseline: dict) -> None:
+    """Write atomically, refusing NaN or infinity anywhere (write_json strict)."""
+    write_json(path, baseline, strict=True)
+
+
+def read_baseline(path: Path) -> dict:
+    """A baseline file, refused (MlffcError naming the field) unless it is one of this format
+    version with finite figures >= 0 for every BASELINE_METRICS name and a valid tolerance."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlffcError(f"baseline not found: {path} (write one with `mlffc check ARTIFACT --data DATA --write-baseline {path}`)")
+    try:
+        baseline = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MlffcError(f"baseline {path} is not valid JSON: {exc}") from exc
+    if not isinstance(baseline, dict) or baseline.get("format") != BASELINE_FORMAT:
+        found = baseline.get("format") if isinstance(baseline, dict) else type(baseline).__name__
+        raise MlffcError(f"{path} is not an mlffc accuracy baseline (format {found!r}, expected {BASELINE_FORMAT!r}); "
+                         "write one with `mlffc check --write-baseline`")
+    version = baseline.get("format_version")
+    if version != BASELINE_FORMAT_VERSION:
+        raise MlffcError(f"baseline {path} has format version {version!r}; this mlffc reads version {BASELINE_FORMAT_VERSION}: "
+                         f"rewrite it with `mlffc check --write-baseline` (an mlffc of its version compared with it)")
+    data = baseline.get("data")
+    if not (isinstance(data, dict) and isinstance(data.get("sha256"), str) and isinstance(data.get("reference_keys"), list)):
+        raise MlffcError(f"baseline {path}: data must record the sha256, split and reference_keys it was measured on, got {data!r}")
+    check_tolerance(baseline.get("tolerance"), f"baseline {path}: tolerance")
+    metrics = baseline.get("metrics")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("all"), dict):
+        raise MlffcError(f"baseline {path}: metrics must map groups ('all', 'category/NAME', ...) to figures, got {metrics!r}")
+    for group, figures in metrics.items():
+        if not isinstance(figures, dict) or set(figures) != set(BASELINE_METRICS):
+            raise MlffcError(f"baseline {path}: metrics of {group} must be exactly {', '.join(BASELINE_METRICS)}, got {figures!r}")
+        for name, value in figures.items():
+            if not _non_negative(value):
+                raise MlffcError(f"baseline {path}: {group} {name} must be a finite number >= 0, got {value!r}")
+    return baseline
+
+
+def check_tolerance(tolerance, where: str) -> None:
+    """Refuse a tolerance that is not {relative, absolute: {metric: floor}} of finite numbers >= 0."""
+    absolute = tolerance.get("absolute") if isinstance(tolerance, dict) else None
+    if not (isinstance(absolute, dict) and set(absolute) == set(BASELINE_METRICS) and set(tolerance) == {"relative", "absolute"}):
+        floors = ", ".join(f'"{name}": FLOOR' for name in BASELINE_METRICS)
+        raise MlffcError(f'{where} must be {{"relative": R, "absolute": {{{floors}}}}}, got {tolerance!r}')
+    for name, value in (("relative", tolerance["relative"]), *((f"absolute {n}", v) for n, v in absolute.items())):
+        if not _non_negative(value):
+            raise MlffcError(f"{where} {name} must be a finite number >= 0, got {value!r}")
+
+
+def _non_negative(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value)) and value >= 0
+
+
+def check_same_data(baseline: dict, data: dict, path: Path) -> None:
+    """Refuse to compare a check with a baseline measured on other data (SHA-256), another split
+    or other reference keys: its figures would not be comparable. Runs before the check."""
+    stored = baseline["data"]
+    for key, what in (("sha256", "data (SHA-256)"), ("split", "split"), ("reference_keys", "reference keys")):
+        if stored.get(key) != data[key]:
+            raise MlffcError(f"baseline {path} was measured on other {what} than this check: {stored.get(key)!r} "
+                             f"({stored.get('path')}) against {data[key]!r} ({data['path']}); check the baseline's data "
+                             "or write a new baseline")
+
+
+def compare_with_baseline(report: dict, baseline: dict, path: Path) -> dict:
+    """Each BASELINE_METRICS figure of a check_artifact report against the baseline's (read_baseline,
+    after check_same_data): the allowed value (baseline + max(relative x baseline, absolute floor)),
+    and a failure for each figure above it. A group present on one side only is an MlffcError."""
+    measured = baseline_figures(report)
+    stored, tolerance = baseline["metrics"], baseline["tolerance"]
+    if set(measured) != set(stored):
+        raise MlffcError(f"baseline {path} holds the groups {sorted(stored)}, this check measured {sorted(measured)}: "
+                         "not the same check; write a new baseline")
+    rows = []
+    for group, figures in stored.items():
+        for name, unit in BASELINE_METRICS.items():
+            before, now = figures[name], measured[group][name]
+            allowed = before + max(tolerance["relative"] * before, tolerance["absolute"][name])
+            rows.append({"group": group, "metric": name, "unit": unit, "baseline": before, "measured": now,
+                         "allowed": allowed, "regressed": now > allowed})
+    failures = [f"{r['group']} {r['metric']} regressed: {r['measured']:.4g} {r['unit']} > {r['allowed']:.4g} allowed "
+                f"(baseline {r['baseline']:.4g}, {_relative_change(r['measured'], r['baseline'])})" for r in rows if r["regressed"]]
+    return {"file": str(path), "created": baseline.get("created"), "mlffc": baseline.get("mlffc"),
+            "tolerance": tolerance, "rows": rows, "failures": failures}
+
+
+def _relative_change(now: float, before: float) -> str:
+    return f"{100 * (now - before) / before:+.1f}%" if before > 0 else f"{now - before:+.3g}"
 
 
 def check_md(artifact: Path, teacher: str | None, settings: MdSettings, limits: MdLimits, plot: Path | None = None) -> dict:

@@ -389,28 +389,48 @@ def check(
     max_drift: float = typer.Option(MD_LIMITS.drift, help="eV/atom/ps, NVE energy drift of the artifact"),
     max_rdf_error: float = typer.Option(MD_LIMITS.rdf_error, help="mean |g_artifact - g_teacher| of the O-O RDF"),
     rdf_plot: Optional[Path] = typer.Option(None, help="write the O-O RDFs of --md (PNG)"),
+    baseline: Optional[Path] = typer.Option(None, help="accuracy baseline (JSON, docs/artifacts.md) of an earlier check of the "
+                                            "same --data: fail when a figure got worse than it beyond its tolerance"),
+    write_baseline: Optional[Path] = typer.Option(None, help="write this check's --data figures as an accuracy baseline "
+                                                  "(JSON, only if the check passes)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
 ):
     """Compare an artifact with the teacher's labels and with its eager student (--data), and/or
     simulate with it and the teacher (--md); exit 1 on failure."""
-    from mlffc.check import check_artifact, check_md
+    from mlffc.check import (artifact_source, check_artifact, check_md, check_same_data, compare_with_baseline, data_source,
+                             make_baseline, read_baseline, write_baseline as write_baseline_file)
     from mlffc.io import write_json
 
     from mlffc.data.storage import SPLITS
 
     if data is None and not md:
         raise MlffcError("check needs --data (accuracy against labels), --md (simulations), or both")
+    if (baseline or write_baseline) and data is None:
+        raise MlffcError("--baseline and --write-baseline hold the figures of a --data check: give --data")
+    if baseline and write_baseline:
+        raise MlffcError("give --baseline (compare with a stored check) or --write-baseline (store this one), not both")
+    if write_baseline and write_baseline.is_dir():
+        raise MlffcError(f"--write-baseline {write_baseline} is a directory; give a file name (e.g. baseline.json)")
     if split not in SPLITS:
         raise MlffcError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
     if not (timestep > 0 and timestep <= 10):
         raise MlffcError(f"--timestep must be > 0 and at most 10 fs, got {timestep}")
     _at_least(md_box=(md_box, 1), md_steps=(md_steps, 1), rdf_steps=(rdf_steps, 1), equilibration=(equilibration, 0))
+    keys = _key_pairs(reference_keys)
+    source = data_source(data, split, keys) if baseline or write_baseline else None
+    stored = read_baseline(baseline) if baseline else None
+    if stored:
+        check_same_data(stored, source, baseline)
     report: dict = {"artifact": str(artifact), "failures": []}
     if data is not None:
         with console.status(f"checking {artifact} on the {split} split of {data}"):
             report = check_artifact(artifact, data, Limits(force_mae=max_force_mae, energy_mae_per_atom=max_energy_mae), split, plot,
-                                    _key_pairs(reference_keys))
+                                    keys)
         _print_check(report)
+    if stored:
+        report["baseline"] = compare_with_baseline(report, stored, baseline)
+        report["failures"] = report["failures"] + report["baseline"]["failures"]
+        _print_baseline(report["baseline"])
     if md:
         settings = MdSettings(molecule=md_molecule, box_molecules=md_box, nve_steps=md_steps, nvt_steps=rdf_steps,
                               equilibration=equilibration, timestep_fs=timestep)
@@ -421,6 +441,11 @@ def check(
     if json_path:
         write_json(json_path, report, strict=False)
     out.print("[green]PASSED[/]" if report["passed"] else f"[red]FAILED[/]: {'; '.join(report['failures'])}")
+    if write_baseline and report["passed"]:
+        write_baseline_file(write_baseline, make_baseline(report, artifact_source(artifact), source))
+        out.print(f"accuracy baseline written to {write_baseline}")
+    elif write_baseline:
+        out.print(f"no baseline written to {write_baseline}: the check failed")
     if not report["passed"]:
         raise typer.Exit(1)
 
@@ -548,6 +573,21 @@ def _print_check(report: dict) -> None:
     table.add_row("compiled vs eager, forces (relative above 1 eV/Å)", f"{e['forces']:.2e} eV/Å", f"{limits['compiled_vs_eager_forces']:.1e}")
     table.add_row("compiled vs eager, energy", f"{e['energy_per_atom']:.2e} eV/atom", f"{limits['compiled_vs_eager_energy_per_atom']:.1e}")
     out.print(table)
+
+
+def _print_baseline(comparison: dict) -> None:
+    tolerance = comparison["tolerance"]
+    table = Table("group", "figure", "baseline", "now", "change", "allowed", "",
+                  title=f"against the baseline {comparison['file']} (made {comparison['created']} by mlffc {comparison['mlffc']}; "
+                        f"allowed: baseline + {100 * tolerance['relative']:g}%, at least + the absolute floor)")
+    for row in comparison["rows"]:
+        scale, unit, digits = (1e3, "meV/atom", 2) if row["unit"] == "eV/atom" else (1.0, row["unit"], 4)
+        change = row["measured"] - row["baseline"]
+        relative = f" ({100 * change / row['baseline']:+.1f}%)" if row["baseline"] > 0 else ""
+        table.add_row(row["group"], f"{row['metric']} ({unit})", f"{scale * row['baseline']:.{digits}f}",
+                      f"{scale * row['measured']:.{digits}f}", f"{scale * change:+.{digits}f}{relative}",
+                      f"{scale * row['allowed']:.{digits}f}", "[red]REGRESSED[/]" if row["regressed"] else "[green]ok[/]")
+    (out if out.is_terminal else Console(width=200)).print(table)  # a CI log's default 80 columns would squash it
 
 
 def _print_md(report: dict) -> None:

@@ -78,6 +78,12 @@ def error_metrics(
     }
 
 
+# The error_metrics figures an accuracy baseline records and gates (`mlffc check --baseline`,
+# toolchain/check.py), with their units: the means, not force_max_error, which is one atom's error
+# and too noisy to compare between runs.
+BASELINE_METRICS = {"force_mae": "eV/Å", "force_rmse": "eV/Å", "energy_mae_per_atom": "eV/atom"}
+
+
 # Evaluation categories of frames, from the sampler that made them (docs/data-format.md).
 CATEGORIES = ("equilibrium", "hot", "rattled", "clusters", "liquids", "strained")
 HOT_KELVIN = 500.0  # MD and normal-mode samples at or above this are "hot"
