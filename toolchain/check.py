@@ -25,7 +25,7 @@ from mlffc.metrics import (BASELINE_METRICS, concatenate, error_metrics, errors_
 from mlffc.plots import parity_figure, pyplot, save_figure
 from mlffc.progress import console
 from mlffc.runtime import load
-from mlffc.runtime.manifest import STUDENT_FILE, read_manifest
+from mlffc.runtime.manifest import STUDENT_FILE, Manifest
 from mlffc.students import load_student
 
 
@@ -149,10 +149,9 @@ def artifact_source(artifact: Path) -> dict:
     """The artifact a baseline was measured on, from its manifest (recorded, not compared: a
     baseline exists to gate other builds): target, backend, the mlffc that compiled it, payload and
     checkpoint hashes."""
-    manifest = read_manifest(artifact)
-    return {"path": str(artifact), "target": manifest["target"]["name"], "backend": manifest["backend"]["name"],
-            "mlffc": manifest.get("mlffc"), "payload": dict(manifest["payload"]),
-            "checkpoint_sha256": (manifest["model"].get("checkpoint") or {}).get("sha256")}
+    manifest = Manifest.read(artifact)
+    return {"path": str(artifact), "target": manifest.target.name, "backend": manifest.backend.name,
+            "mlffc": manifest.mlffc, "payload": dict(manifest.payload), "checkpoint_sha256": manifest.model.checkpoint.sha256}
 
 
 def baseline_figures(report: dict) -> dict[str, dict[str, float]]:
