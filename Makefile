@@ -17,7 +17,7 @@ demo: install
 	$(BIN)/mlffc demo --workdir demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term
 
 bench: install
 	$(BIN)/python bench/bench_teachers.py --write docs/teachers.md
