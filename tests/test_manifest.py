@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mlffc.errors import MlffcError
-from mlffc.runtime.manifest import (MANIFEST, SCHEMA_VERSION, STUDENT_FILE, Accuracy, BackendInfo, Capabilities, Checkpoint, DeviceInfo,
+from mlffc.runtime.manifest import (MANIFEST, SCHEMA_VERSION, STUDENT_FILE, Accuracy, BackendInfo, BackendTrial, Capabilities, Checkpoint, DeviceInfo,
                                     Difference, GraphTime, Manifest, ModelInfo, PassRecord, Speed, TargetInfo, VsEager, VsTeacher,
                                     check_compatible, host_description, verify_payload)
 
@@ -58,6 +58,11 @@ def full_manifest() -> Manifest:
                                                force_mae=0.1, force_rmse=0.2, force_max_error=1.5)),
         speed=Speed(system="100-molecule H2O cluster", atoms=300, edges=9000, threads=1, compiled_ms=2.0, eager_ms=6.0, speedup_vs_eager=3.0),
         compile_seconds=42.0,
+        backend_selection=(BackendTrial(backend="aoti", status="chosen", accepted=True, ms=2.0, reason=None),
+                           BackendTrial(backend="onnxruntime", status="slower", accepted=True, ms=3.5, reason="slower: 3.500 ms vs 2.000 ms (aoti)"),
+                           BackendTrial(backend="tvm", status="failed acceptance", accepted=False, ms=None,
+                                        reason="failed acceptance: max |dF| 0.1 > 0.002"),
+                           BackendTrial(backend="tensorrt", status="not installed", accepted=False, ms=None, reason="not installed")),
     )
 
 
@@ -113,9 +118,9 @@ def test_round_trip_through_json_and_a_file(tmp_path):
 
 
 def test_optional_fields_are_left_out_and_read_back_as_none(tmp_path):
-    bare = replace(full_manifest(), accuracy=None, speed=None, compile_seconds=None, built_on=host_description())
+    bare = replace(full_manifest(), accuracy=None, speed=None, compile_seconds=None, backend_selection=None, built_on=host_description())
     written = bare.to_dict()
-    assert not {"accuracy", "speed", "compile_seconds"} & set(written)
+    assert not {"accuracy", "speed", "compile_seconds", "backend_selection"} & set(written)
     # a record without measurements; teacher_force_mae is null (as the pass manager writes it), not left out
     assert set(written["passes"][1]) == {"name", "stage", "seconds", "applied", "rejected", "teacher_force_mae"}
     assert "teacher_force_mae" not in written["passes"][0]["vs_student"]
@@ -209,6 +214,16 @@ def test_an_unknown_field_is_refused(path):
     (lambda m: m["model"]["checkpoint"].update(sha256="0" * 63), "model.checkpoint.sha256 must be a SHA-256 in hex"),
     (lambda m: m["backend"].update(entry="other.pt2"), "'other.pt2' .* is not listed in payload"),
     (lambda m: m["backend"].update(libraries=["ops.so"]), "'ops.so' .* is not listed in payload"),
+    (lambda m: m["backend_selection"][2].update(status="lost"), r"backend_selection\[2\] \(tvm\): status must be one of chosen, "),
+    (lambda m: m["backend_selection"][2].update(accepted=True), r"backend_selection\[2\] \(tvm\): accepted is True but status"),
+    (lambda m: m["backend_selection"][1].update(ms=None), r"backend_selection\[1\] \(onnxruntime\): ms must be a time > 0"),
+    (lambda m: m["backend_selection"][1].update(ms=0.0), r"backend_selection\[1\] \(onnxruntime\): ms must be a time > 0"),
+    (lambda m: m["backend_selection"][2].update(ms=1.0), r"backend_selection\[2\] \(tvm\): ms must be .* null otherwise"),
+    (lambda m: m["backend_selection"][3].update(reason=None), r"backend_selection\[3\] \(tensorrt\): reason must be null for the chosen"),
+    (lambda m: m["backend_selection"][0].update(reason="fastest"), r"backend_selection\[0\] \(aoti\): reason must be null"),
+    (lambda m: m["backend_selection"][1].update(status="chosen", reason=None), "must choose exactly one backend, the artifact's"),
+    (lambda m: m["backend_selection"][0].update(backend="tvm"), r"must choose exactly one backend, the artifact's \(aoti\)"),
+    (lambda m: m["backend_selection"][1].update(ms=1.5), "lists an accepted backend faster than the chosen aoti"),
 ])
 def test_values_the_runtimes_rely_on_are_checked(change, message):
     data = full_manifest().to_dict()

@@ -344,7 +344,9 @@ def compile_command(
     student: Optional[str] = typer.Argument(None, help="student checkpoint (.safetensors) or a bundled pretrained "
                                            "student's name (mlffc students), e.g. ani1x-moment"),
     target: str = typer.Option("cpu", help="compile target (mlffc targets)"),
-    backend: Optional[str] = typer.Option(None, help="override the target's default backend"),
+    backend: Optional[str] = typer.Option(None, help="override the target's default backend; auto: lower with every backend "
+                                          "installed for the target's device and keep the fastest that passes acceptance "
+                                          "(the manifest's backend_selection records each one's ms and why it lost)"),
     threads: Optional[int] = typer.Option(None, help="CPU threads to build for (default: the target's)"),
     passes: Optional[str] = typer.Option(None, help="comma-separated passes instead of the target's (see docs/compiler.md)"),
     precision: Optional[str] = typer.Option(None, help="linear-layer precision instead of the target's: fp32, tf32, bf16, fp16"),
@@ -353,12 +355,17 @@ def compile_command(
     plan_only: bool = flag(False, "--plan", help="print the pipeline and exit"),
 ):
     """Compile a student for a target into a checked, self-describing artifact."""
-    from mlffc.compiler import compile_student, plan, resolve_target
+    from mlffc.compiler import AUTO, candidate_targets, compile_student, plan, plan_auto, resolve_target
 
     pass_list = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
-    resolved = resolve_target(target, backend, threads, pass_list, precision)
+    if backend == AUTO:
+        resolved = candidate_targets(target, threads, pass_list, precision)
+        steps = plan_auto(resolved)
+    else:
+        resolved = resolve_target(target, backend, threads, pass_list, precision)
+        steps = plan(resolved)
     if plan_only:
-        for k, step in enumerate(plan(resolved), 1):
+        for k, step in enumerate(steps, 1):
             out.print(f"{k}. {step}")
         return
     if student is None or out_dir is None:
@@ -550,6 +557,9 @@ def _print_manifest(manifest: Manifest) -> None:
     for record in manifest.passes:
         verdict = "applied" if record.applied else f"[yellow]rejected[/] ({record.rejected})"
         table.add_row(f"pass {record.name}", f"{verdict}; max |dF| {record.error.forces if record.error else 0:.1e} eV/Å")
+    for trial in manifest.backend_selection or ():
+        table.add_row(f"backend {trial.backend}", trial.status + (f", {trial.ms:.2f} ms" if trial.ms is not None else "")
+                      + (f" ({trial.reason})" if trial.reason else ""))
     table.add_row("compile time", f"{manifest.compile_seconds:.0f} s")
     out.print(table)
 

@@ -16,7 +16,9 @@ nequip's compile).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -37,9 +39,9 @@ from mlffc.passes import ENERGY_PASSES, JOINT_PASSES, Budget, Calibration, PassS
 from mlffc.passes.core import PRECISIONS, finish
 from mlffc.passes.manager import check_pass_names
 from mlffc.progress import console
-from mlffc.runtime.manifest import (MANIFEST, SCHEMA_VERSION, STUDENT_FILE, Accuracy, BackendInfo, Capabilities, Checkpoint, DeviceInfo,
+from mlffc.runtime.manifest import (MANIFEST, SCHEMA_VERSION, STUDENT_FILE, Accuracy, BackendInfo, BackendTrial, Capabilities, Checkpoint, DeviceInfo,
                                     Difference, Manifest, ModelInfo, PassRecord, Speed, TargetInfo, VsEager, VsTeacher, host_description)
-from mlffc.runtime.model import load
+from mlffc.runtime.model import CompiledModel, load
 from mlffc.students import Student, checkpoint_path, load_student
 from mlffc.targets import Target, get_target
 from mlffc.targets.backends import BACKENDS, Payload, get_backend
@@ -102,47 +104,176 @@ def plan(target: Target) -> list[str]:
     ]
 
 
-def compile_student(student_path: Path | str, target: Target, out: Path, data: Path | None = None) -> Manifest:
+AUTO = "auto"  # --backend auto: every backend of the target for its device, the fastest that passes acceptance kept
+
+
+def candidate_targets(name: str, threads: int | None = None, passes: list[str] | None = None,
+                      precision: str | None = None) -> list[Target]:
+    """--backend auto: the target resolved once per backend it lists that lowers for its device
+    (each with the passes that backend runs), in the target's order. Explicit passes must suit every
+    one of them (resolve_target refuses them otherwise, before any work)."""
+    target = get_target(name)
+    return [resolve_target(name, backend, threads, passes, precision) for backend in target.backends if target.device in BACKENDS[backend].devices]
+
+
+def plan_auto(candidates: Sequence[Target]) -> list[str]:
+    """The steps of `compile --backend auto`, in words: which backends would be tried, with which passes."""
+    device = candidates[0].device
+    installed = [t for t in candidates if BACKENDS[t.backend].unavailable_reason() is None]
+    missing = [t.backend for t in candidates if t not in installed]
+    return [
+        f"backend auto: try every backend of target {candidates[0].name} that lowers for {device}: "
+        + ", ".join(t.backend for t in installed) + (f" (not installed here, recorded as such: {', '.join(missing)})" if missing else ""),
+        *[f"with {t.backend}: passes {', '.join(t.passes)}" for t in installed],
+        "for each, in its own temporary directory beside --out: trace, passes (each checked), differentiate, export, lower, "
+        f"acceptance (compiled vs eager within {TOLERANCE} plus the budgets of lossy passes), speed at ~300 atoms",
+        "keep the fastest that passes acceptance and remove the others' directories; record every backend tried "
+        "(ms, accepted, why each loser lost) in manifest backend_selection; none passes: an error, nothing written",
+        "accuracy vs teacher on the test split for the one kept; write manifest.json and move it into --out",
+    ]
+
+
+def compile_student(student_path: Path | str, target: Target | Sequence[Target], out: Path, data: Path | None = None) -> Manifest:
     """Compile the checkpoint `student_path` (or a bundled pretrained student's name) for `target`
     into the artifact directory `out` (test-split accuracy from `data`, when given); returns the
-    manifest written."""
+    manifest written. A list of targets (candidate_targets, --backend auto) lowers with each and
+    keeps the fastest that passes acceptance."""
     student_path = checkpoint_path(student_path)
-    if target.device == "cuda" and not torch.cuda.is_available():
+    candidates = [target] if isinstance(target, Target) else list(target)
+    auto = not isinstance(target, Target)
+    first = candidates[0]
+    if first.device == "cuda" and not torch.cuda.is_available():
         raise MlffcError(
-            f"target {target.name} needs its GPU ({target.arch}) at compile time (AOTInductor specialises to the device) "
+            f"target {first.name} needs its GPU ({first.arch}) at compile time (AOTInductor specialises to the device) "
             f"and none is visible; run on that GPU, or use --plan to see the pipeline"
         )
-    backend = get_backend(target.backend)
-    if target.device not in backend.devices:
-        raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {target.device} (target {target.name})")
+    if not auto:
+        backend = get_backend(first.backend)
+        if first.device not in backend.devices:
+            raise MlffcError(f"backend {backend.name} lowers for {', '.join(backend.devices)}, not for {first.device} (target {first.name})")
     check_destination(Path(out), [student_path] + ([Path(data)] if data else []))
     student, meta = load_student(student_path)
     check_finite_weights(student, student_path)
     dataset = read_dataset(data) if data else None
     frames = dataset.split_named("test") if dataset else None  # reported only: nothing is chosen on it
-    example = example_graph(student)
-    calibration = calibration_set(student, dataset.split_named("val") if dataset else None)
     started = time.perf_counter()
-    eager = calibration.run(lambda graph: student(*graph.inputs()))  # once: passes and acceptance compare with it
-    with console.status(f"compiling for {target.name} with {backend.name}"):
-        graph_module, records = optimize(student, example, target.passes, pass_settings(target), calibration, eager)
-        for record in records:
-            if not record["applied"]:
-                console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
-        exported = export(graph_module, example)
+    build = _Build(student, meta, student_path, calibration_set(student, dataset.split_named("val") if dataset else None))
+    if not auto:
         with atomic_directory(out, may_replace=replaceable_artifact) as tmp:
-            payload = backend.lower(exported, target, tmp)
-            shutil.copyfile(student_path, tmp / STUDENT_FILE)
-            manifest = _manifest(student, meta, target, backend, payload, records, tmp).write(tmp)
-            compiled = load(tmp)
-            rounding = float32_rounding(student, calibration, eager)
-            accepted = acceptance(compiled, calibration, eager, acceptance_tolerance(records, rounding))
-            vs_eager = VsEager(max_abs_energy_per_atom=accepted["max_abs_energy_per_atom"], max_forces_error=accepted["max_forces_error"],
-                               tolerance=Difference(**accepted["tolerance"]), float32_rounding=Difference(**rounding))
-            vs_teacher = VsTeacher(split="test", frames=len(frames), **evaluate_compiled(compiled, frames)) if frames is not None and len(frames) else None
-            manifest = replace(manifest, accuracy=Accuracy(vs_eager=vs_eager, vs_teacher=vs_teacher), speed=Speed(**measure_speed(compiled, student)),
-                               compile_seconds=time.perf_counter() - started).write(tmp)
-    return manifest
+            manifest, compiled = build.lower(first, tmp)
+            return build.finish(manifest, compiled, frames, started, None, tmp)
+    built: dict = {}
+    try:
+        trials = build.try_each(candidates, Path(out), built)
+        winner = _winner(trials, built)
+        manifest, compiled, directory = built[winner]
+        with atomic_directory(out, may_replace=replaceable_artifact) as tmp:
+            result = build.finish(manifest, compiled, frames, started, tuple(trials), directory)
+            for path in directory.iterdir():
+                os.replace(path, tmp / path.name)
+        return result
+    finally:
+        for _, _, directory in built.values():
+            shutil.rmtree(directory, ignore_errors=True)  # compile's own temporary directories
+
+
+class _Build:
+    """What every lowering of one student shares: the student, its calibration set and the eager
+    outputs on it (computed once), and how an artifact is lowered, checked and finished."""
+
+    def __init__(self, student: Student, meta: dict, student_path: Path, calibration: Calibration):
+        self.student, self.meta, self.student_path, self.calibration = student, meta, student_path, calibration
+        self.example = example_graph(student)
+        self.eager = calibration.run(lambda graph: student(*graph.inputs()))  # once: passes and acceptance compare with it
+        self.rounding = float32_rounding(student, calibration, self.eager)
+
+    def lower(self, target: Target, directory: Path) -> tuple[Manifest, CompiledModel]:
+        """Passes, export, lowering and acceptance into `directory`: the manifest (with accuracy vs
+        eager and speed) and the loaded artifact; MlffcError from acceptance when it disagrees."""
+        manifest, compiled, records = self._lowered(target, directory)
+        return self._accepted(manifest, compiled, records, directory)
+
+    def _lowered(self, target: Target, directory: Path):
+        backend = get_backend(target.backend)
+        with console.status(f"compiling for {target.name} with {backend.name}"):
+            graph_module, records = optimize(self.student, self.example, target.passes, pass_settings(target), self.calibration, self.eager)
+            for record in records:
+                if not record["applied"]:
+                    console.print(f"[yellow]pass {record['name']} rejected[/]: {record['rejected']}")
+            exported = export(graph_module, self.example)
+            payload = backend.lower(exported, target, directory)
+            shutil.copyfile(self.student_path, directory / STUDENT_FILE)
+            manifest = _manifest(self.student, self.meta, target, backend, payload, records, directory).write(directory)
+            return manifest, load(directory), records
+
+    def _accepted(self, manifest: Manifest, compiled: CompiledModel, records: list[dict], directory: Path):
+        accepted = acceptance(compiled, self.calibration, self.eager, acceptance_tolerance(records, self.rounding))
+        vs_eager = VsEager(max_abs_energy_per_atom=accepted["max_abs_energy_per_atom"], max_forces_error=accepted["max_forces_error"],
+                           tolerance=Difference(**accepted["tolerance"]), float32_rounding=Difference(**self.rounding))
+        manifest = replace(manifest, accuracy=Accuracy(vs_eager=vs_eager), speed=Speed(**measure_speed(compiled, self.student)))
+        return manifest, compiled
+
+    def try_each(self, candidates: Sequence[Target], out: Path, built: dict) -> list[BackendTrial]:
+        """Lower with every candidate, each in a temporary directory beside `out`: one trial per
+        candidate (ms and acceptance; the losers' reasons filled by _winner), and in `built`, per
+        accepted backend, (manifest, compiled, directory). A failed candidate's directory is removed
+        at once; the caller removes those in `built`."""
+        trials = []
+        for target in candidates:
+            name, missing = target.backend, BACKENDS[target.backend].unavailable_reason()
+            if missing:
+                trials.append(BackendTrial(name, "not installed", False, None, f"not installed: {missing}"))
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            directory = Path(tempfile.mkdtemp(prefix=f".{out.name}.{name}.", suffix=".tmp", dir=out.parent))
+            kept = False
+            try:
+                try:
+                    manifest, compiled, records = self._lowered(target, directory)
+                except Exception as exc:  # noqa: BLE001 -- a backend's lowering raises many types; the loser is recorded with it
+                    trials.append(BackendTrial(name, "lowering failed", False, None, f"lowering failed: {_first_line(exc)}"))
+                    continue
+                try:
+                    manifest, compiled = self._accepted(manifest, compiled, records, directory)
+                except MlffcError as exc:
+                    trials.append(BackendTrial(name, "failed acceptance", False, None, f"failed acceptance: {_first_line(exc)}"))
+                    continue
+                console.print(f"backend {name}: accepted, {manifest.speed.compiled_ms:.3f} ms")
+                trials.append(BackendTrial(name, "slower", True, manifest.speed.compiled_ms, None))
+                built[name] = (manifest, compiled, directory)
+                kept = True
+            finally:
+                if not kept:
+                    shutil.rmtree(directory, ignore_errors=True)
+        return trials
+
+    def finish(self, manifest: Manifest, compiled: CompiledModel, frames, started: float, selection, directory: Path) -> Manifest:
+        """The accepted artifact's manifest completed (accuracy vs teacher, compile time, the
+        backend selection) and written into `directory`."""
+        vs_teacher = VsTeacher(split="test", frames=len(frames), **evaluate_compiled(compiled, frames)) if frames is not None and len(frames) else None
+        return replace(manifest, accuracy=replace(manifest.accuracy, vs_teacher=vs_teacher), compile_seconds=time.perf_counter() - started,
+                       backend_selection=selection).write(directory)
+
+
+def _winner(trials: list[BackendTrial], built: dict) -> str:
+    """The fastest accepted backend; the trials (edited in place) say why each other one lost.
+    MlffcError listing every backend's reason when none was accepted."""
+    if not built:
+        raise MlffcError("--backend auto: no backend passed; nothing written. " + "; ".join(f"{t.backend}: {t.reason}" for t in trials))
+    winner = min(built, key=lambda name: built[name][0].speed.compiled_ms)
+    best = built[winner][0].speed.compiled_ms
+    for k, trial in enumerate(trials):
+        if trial.backend == winner:
+            trials[k] = replace(trial, status="chosen")
+        elif trial.accepted:
+            trials[k] = replace(trial, reason=f"slower: {trial.ms:.3f} ms vs {best:.3f} ms ({winner})")
+    return winner
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception as one line (a backend's error can run to pages), at most 300 characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def optimize(student: Student, example: Graph, names: Sequence[str], settings: PassSettings,

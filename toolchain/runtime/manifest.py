@@ -201,6 +201,24 @@ class Speed(_Section):
     speedup_vs_eager: float
 
 
+# BackendTrial.status: the one kept, the ones that passed acceptance but ran slower, and why the others lost
+TRIAL_STATUSES = ("chosen", "slower", "failed acceptance", "lowering failed", "not installed")
+_ACCEPTED = ("chosen", "slower")
+
+
+@dataclass(frozen=True)
+class BackendTrial(_Section):
+    """One backend tried by `mlffc compile --backend auto`: its status (TRIAL_STATUSES), its
+    compiled time on the ~300-atom system (ms, as speed.compiled_ms; null unless it passed
+    acceptance) and, for every backend but the chosen one, why it lost."""
+
+    backend: str
+    status: str
+    accepted: bool  # passed the acceptance check (compiled vs eager)
+    ms: float | None
+    reason: str | None
+
+
 @dataclass(frozen=True)
 class Manifest(_Section):
     """manifest.json. accuracy, speed and compile_seconds are None only while compile runs its
@@ -225,6 +243,7 @@ class Manifest(_Section):
     accuracy: Accuracy | None = _omitted()
     speed: Speed | None = _omitted()
     compile_seconds: float | None = _omitted()
+    backend_selection: tuple[BackendTrial, ...] | None = _omitted()  # --backend auto: every backend tried, in the order tried
 
     @classmethod
     def read(cls, artifact: Path) -> Manifest:
@@ -282,6 +301,28 @@ class Manifest(_Section):
         for name in [self.backend.entry, *self.backend.libraries]:
             if name not in self.payload:
                 raise MlffcError(f"{source}: {name!r} (backend entry or library) is not listed in payload: it would load unchecked")
+        if self.backend_selection is not None:
+            self._check_selection(source)
+
+    def _check_selection(self, source: str) -> None:
+        """backend_selection: each status known and consistent with accepted, ms and reason; exactly
+        one chosen, the artifact's backend, and no faster accepted one."""
+        for k, trial in enumerate(self.backend_selection):
+            where = f"{source}: backend_selection[{k}] ({trial.backend})"
+            if trial.status not in TRIAL_STATUSES:
+                raise MlffcError(f"{where}: status must be one of {', '.join(TRIAL_STATUSES)}, got {trial.status!r}")
+            if trial.accepted != (trial.status in _ACCEPTED):
+                raise MlffcError(f"{where}: accepted is {trial.accepted} but status is {trial.status!r}")
+            if (trial.ms is not None) != trial.accepted or (trial.ms is not None and not trial.ms > 0):
+                raise MlffcError(f"{where}: ms must be a time > 0 for an accepted backend and null otherwise, got {trial.ms}")
+            if (trial.reason is None) != (trial.status == "chosen"):
+                raise MlffcError(f"{where}: reason must be null for the chosen backend and say why for every other, got {trial.reason!r}")
+        chosen = [t for t in self.backend_selection if t.status == "chosen"]
+        if len(chosen) != 1 or chosen[0].backend != self.backend.name:
+            raise MlffcError(f"{source}: backend_selection must choose exactly one backend, the artifact's ({self.backend.name}), "
+                             f"got {[t.backend for t in chosen]}")
+        if any(t.ms < chosen[0].ms for t in self.backend_selection if t.status == "slower"):
+            raise MlffcError(f"{source}: backend_selection lists an accepted backend faster than the chosen {chosen[0].backend}")
 
 
 def host_description() -> Host:
