@@ -10,7 +10,8 @@ calls, if any), the student checkpoint it came from, and manifest.json (target, 
 versions, passes with their measured effects, species, units, accuracy against the eager student
 and the teacher, speed). The compiled model must agree with the eager student within the
 tolerance of its precision and passes before anything is written (the acceptance check, as in
-nequip's compile).
+nequip's compile). With --backend auto every backend of the target is lowered and checked, each in
+its own temporary directory, and the fastest that passes is kept (the manifest's backend_selection).
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ class _Build:
         """Passes, export, lowering and acceptance into `directory`: the manifest (with accuracy vs
         eager and speed) and the loaded artifact; MlffcError from acceptance when it disagrees."""
         manifest, compiled, records = self._lowered(target, directory)
-        return self._accepted(manifest, compiled, records, directory)
+        return self._accepted(manifest, compiled, records)
 
     def _lowered(self, target: Target, directory: Path):
         backend = get_backend(target.backend)
@@ -206,7 +207,8 @@ class _Build:
             manifest = _manifest(self.student, self.meta, target, backend, payload, records, directory).write(directory)
             return manifest, load(directory), records
 
-    def _accepted(self, manifest: Manifest, compiled: CompiledModel, records: list[dict], directory: Path):
+    def _accepted(self, manifest: Manifest, compiled: CompiledModel, records: list[dict]):
+        """The manifest with accuracy vs eager and speed, once the artifact passes acceptance (MlffcError otherwise)."""
         accepted = acceptance(compiled, self.calibration, self.eager, acceptance_tolerance(records, self.rounding))
         vs_eager = VsEager(max_abs_energy_per_atom=accepted["max_abs_energy_per_atom"], max_forces_error=accepted["max_forces_error"],
                            tolerance=Difference(**accepted["tolerance"]), float32_rounding=Difference(**self.rounding))
@@ -234,7 +236,7 @@ class _Build:
                     trials.append(BackendTrial(name, "lowering failed", False, None, f"lowering failed: {_first_line(exc)}"))
                     continue
                 try:
-                    manifest, compiled = self._accepted(manifest, compiled, records, directory)
+                    manifest, compiled = self._accepted(manifest, compiled, records)
                 except MlffcError as exc:
                     trials.append(BackendTrial(name, "failed acceptance", False, None, f"failed acceptance: {_first_line(exc)}"))
                     continue
