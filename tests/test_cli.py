@@ -147,6 +147,15 @@ def test_plan_shows_passes_and_backend():
     assert result.returncode == 0 and "fuse_edge_scatter" in result.stdout and "precision bf16" in result.stdout
 
 
+def test_plan_of_backend_auto_names_the_backends_tried():
+    result = mlffc("compile", "--target", "cpu", "--backend", "auto", "--plan")
+    assert result.returncode == 0, result.stderr
+    assert "try every backend of target cpu that lowers for cpu: aoti, onnxruntime, tvm" in " ".join(result.stdout.split())
+    assert "backend_selection" in result.stdout
+    help_text = " ".join(mlffc("compile", "--help").stdout.replace("│", " ").split())  # rich's box, unwrapped
+    assert "auto: lower with every backend installed for the target's device" in help_text
+
+
 def test_unknown_pass_and_precision_are_clear_errors():
     result = mlffc("compile", "--target", "cpu", "--passes", "fuse_everything", "--plan")
     assert result.returncode == 2 and "unknown pass 'fuse_everything'" in result.stderr
