@@ -12,6 +12,7 @@ from mlffc.data.clusters import molecular_cluster
 from mlffc.errors import MlffcError
 from mlffc.graph import build_graph
 from mlffc.runtime import load
+from mlffc.runtime.model import SCREEN_ATOMS
 from mlffc.runtime.neighbours import VerletList
 
 
@@ -125,3 +126,11 @@ def test_screen_batches_and_reports_throughput(artifact):
     assert throughput["batches"] > 1 and throughput["structures_per_s"] > 0 and throughput["atoms_per_s"] > 0
     with pytest.raises(MlffcError, match="at least one"):
         model.screen([])
+
+
+@pytest.mark.slow
+def test_screen_defaults_to_cache_sized_batches_on_cpu(artifact):
+    model = load(artifact)
+    structures = [molecule(name) for name in ("H2O", "CH4", "C6H6", "NH3", "CH3OH")] * 30  # 900 atoms
+    default = model.screen(structures)["throughput"]["batches"]
+    assert default == model.screen(structures, max_atoms=SCREEN_ATOMS["cpu"])["throughput"]["batches"] > 1

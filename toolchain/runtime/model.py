@@ -25,6 +25,10 @@ from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# `screen`'s default atoms per compiled call, by device. On a CPU a call's working set must stay
+# within a core's L2 cache: bench/bench_throughput.py measured 4096-atom batches ~1.7x slower per
+# structure than 128-512-atom ones (docs/runtime.md, "Throughput and memory"); a GPU wants big calls.
+SCREEN_ATOMS = {"cpu": 256, "cuda": BATCH_ATOMS}
 
 
 class CompiledModel:
@@ -60,13 +64,16 @@ class CompiledModel:
             "stress": stress.cpu().numpy().astype(np.float64),
         }
 
-    def screen(self, structures: Iterable[Atoms], max_atoms: int = BATCH_ATOMS) -> dict:
-        """Labels for many structures, evaluated in batches of up to `max_atoms` atoms (a larger
-        structure goes alone): what `compute` returns, plus `throughput` (structures/s and
-        atoms/s over the whole call, checks and neighbour lists included)."""
+    def screen(self, structures: Iterable[Atoms], max_atoms: int | None = None) -> dict:
+        """Labels for many structures, evaluated in batches of up to `max_atoms` atoms (default
+        SCREEN_ATOMS for the artifact's device; a larger structure goes alone): what `compute`
+        returns, plus `throughput` (structures/s and atoms/s over the whole call, checks and
+        neighbour lists included)."""
         structures = list(structures)
         if not structures:
             raise MlffcError("screen needs at least one structure")
+        if max_atoms is None:
+            max_atoms = SCREEN_ATOMS[self.device.type]
         if max_atoms < 1:
             raise MlffcError(f"max_atoms must be >= 1, got {max_atoms}")
         batches, batch, atoms_in_batch = [], [], 0
