@@ -2,7 +2,7 @@
 
 1. batch scaling: time per structure of `CompiledModel.compute(list)` and `CompiledModel.screen`
    for 1 to 64 distinct water clusters of ~30 and of ~300 atoms (flat = linear in batch size),
-   and of `screen` on 64 of them against its `max_atoms` (what SCREEN_ATOMS is chosen by);
+   and of `screen` on 64 of them against its `max_atoms` (what CALL_ATOMS in toolchain/runtime/model.py is chosen by);
 2. atom scaling: ms per `compute` call (checks and neighbour list included) and µs/atom for
    water clusters and periodic water boxes of ~30 to ~10,000 atoms, with the call split into
    structure checks, neighbour list (`build_graph`) and the compiled model;

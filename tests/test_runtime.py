@@ -12,7 +12,7 @@ from mlffc.data.clusters import molecular_cluster
 from mlffc.errors import MlffcError
 from mlffc.graph import build_graph
 from mlffc.runtime import load
-from mlffc.runtime.model import SCREEN_ATOMS
+from mlffc.runtime.model import CALL_ATOMS
 from mlffc.runtime.neighbours import VerletList
 
 
@@ -129,8 +129,18 @@ def test_screen_batches_and_reports_throughput(artifact):
 
 
 @pytest.mark.slow
-def test_screen_defaults_to_cache_sized_batches_on_cpu(artifact):
+def test_compute_splits_a_batch_into_cache_sized_calls_on_cpu(artifact):
     model = load(artifact)
     structures = [molecule(name) for name in ("H2O", "CH4", "C6H6", "NH3", "CH3OH")] * 30  # 900 atoms
-    default = model.screen(structures)["throughput"]["batches"]
-    assert default == model.screen(structures, max_atoms=SCREEN_ATOMS["cpu"])["throughput"]["batches"] > 1
+    calls = []
+    run = model.run
+    model.run = lambda graph: calls.append(graph.positions.shape[0]) or run(graph)
+    split = model.compute(structures)
+    assert len(calls) > 1 and max(calls) <= CALL_ATOMS["cpu"] and sum(calls) == 900
+    assert len(calls) == model.screen(structures)["throughput"]["batches"]
+    whole = model.compute(structures, max_atoms=900)
+    np.testing.assert_allclose(split["energy"], whole["energy"], atol=1e-4)
+    np.testing.assert_allclose(np.concatenate(split["forces"]), np.concatenate(whole["forces"]), atol=1e-5)
+    assert [len(f) for f in split["forces"]] == [len(a) for a in structures]
+    with pytest.raises(MlffcError, match="max_atoms must be an integer >= 1, got 0"):
+        model.compute(structures, max_atoms=0)

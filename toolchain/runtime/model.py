@@ -25,10 +25,10 @@ from mlffc.structures import check_structures
 from mlffc.errors import MlffcError
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-# `screen`'s default atoms per compiled call, by device. On a CPU a call's working set must stay
-# within a core's L2 cache: bench/bench_throughput.py measured 4096-atom batches ~1.7x slower per
+# Atoms per compiled call of `compute` and `screen`, by device. On a CPU a call's working set must
+# stay within a core's L2 cache: bench/bench_throughput.py measured 4096-atom calls ~1.7x slower per
 # structure than 128-512-atom ones (docs/runtime.md, "Throughput and memory"); a GPU wants big calls.
-SCREEN_ATOMS = {"cpu": 256, "cuda": BATCH_ATOMS}
+CALL_ATOMS = {"cpu": 256, "cuda": BATCH_ATOMS}
 
 
 class CompiledModel:
@@ -49,58 +49,64 @@ class CompiledModel:
         with torch.no_grad():
             return self._runner(*graph.to(self.device).inputs())
 
-    def compute(self, structures: Atoms | Sequence[Atoms]) -> dict[str, np.ndarray | list[np.ndarray]]:
+    def compute(self, structures: Atoms | Sequence[Atoms], max_atoms: int | None = None) -> dict[str, np.ndarray | list[np.ndarray]]:
         """Labels for one structure or a batch: energy [B]; forces, one [n_atoms, 3] array per
-        structure; stress [B, 3, 3] (zero for non-periodic structures)."""
+        structure; stress [B, 3, 3] (zero for non-periodic structures). Every structure is checked
+        first; then one compiled call per group of up to `max_atoms` atoms (default CALL_ATOMS
+        for the artifact's device; a larger structure goes alone)."""
         structures = [structures] if isinstance(structures, Atoms) else list(structures)
         if not structures:
             raise MlffcError("compute needs at least one structure (an ase.Atoms or a list of them), got none")
+        groups = self.groups(structures, max_atoms)
         check_structures(structures, self.elements, allow_periodic=self.periodic)
-        energy, forces, stress = self.run(build_graph(structures, self.cutoff))
-        split = np.cumsum([len(a) for a in structures])[:-1]
+        energy, forces, stress = [], [], []
+        for group in groups:
+            e, f, s = self.run(build_graph(group, self.cutoff))
+            energy.append(e.cpu().numpy())
+            forces.extend(np.split(f.cpu().numpy(), np.cumsum([len(a) for a in group])[:-1]))
+            stress.append(s.cpu().numpy())
         return {
-            "energy": energy.cpu().numpy().astype(np.float64),
-            "forces": np.split(forces.cpu().numpy().astype(np.float64), split),
-            "stress": stress.cpu().numpy().astype(np.float64),
+            "energy": np.concatenate(energy).astype(np.float64),
+            "forces": [f.astype(np.float64) for f in forces],
+            "stress": np.concatenate(stress).astype(np.float64),
         }
 
+    def groups(self, structures: Sequence[Atoms], max_atoms: int | None = None) -> list[list[Atoms]]:
+        """`structures` in order, in groups of up to `max_atoms` atoms (default CALL_ATOMS for the
+        artifact's device; a larger structure goes alone): one compiled call each."""
+        if max_atoms is None:
+            max_atoms = CALL_ATOMS[self.device.type]
+        if isinstance(max_atoms, bool) or not isinstance(max_atoms, int) or max_atoms < 1:
+            raise MlffcError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
+        groups, group, atoms_in_group = [], [], 0
+        for atoms in structures:
+            if group and atoms_in_group + len(atoms) > max_atoms:
+                groups.append(group)
+                group, atoms_in_group = [], 0
+            group.append(atoms)
+            atoms_in_group += len(atoms)
+        return groups + [group]
+
     def screen(self, structures: Iterable[Atoms], max_atoms: int | None = None) -> dict:
-        """Labels for many structures, evaluated in batches of up to `max_atoms` atoms (default
-        SCREEN_ATOMS for the artifact's device; a larger structure goes alone): what `compute`
-        returns, plus `throughput` (structures/s and atoms/s over the whole call, checks and
-        neighbour lists included)."""
+        """Labels for many structures (`compute`), plus `throughput`: structures/s and atoms/s
+        over the whole call, checks and neighbour lists included, and the compiled calls made."""
         structures = list(structures)
         if not structures:
             raise MlffcError("screen needs at least one structure")
-        if max_atoms is None:
-            max_atoms = SCREEN_ATOMS[self.device.type]
-        if max_atoms < 1:
-            raise MlffcError(f"max_atoms must be >= 1, got {max_atoms}")
-        batches, batch, atoms_in_batch = [], [], 0
-        for atoms in structures:
-            if batch and atoms_in_batch + len(atoms) > max_atoms:
-                batches.append(batch)
-                batch, atoms_in_batch = [], 0
-            batch.append(atoms)
-            atoms_in_batch += len(atoms)
-        batches.append(batch)
+        calls = len(self.groups(structures, max_atoms))
         started = time.perf_counter()
-        results = [self.compute(batch) for batch in batches]
+        result = self.compute(structures, max_atoms)
         seconds = time.perf_counter() - started
         atoms = sum(len(a) for a in structures)
-        return {
-            "energy": np.concatenate([r["energy"] for r in results]),
-            "forces": [f for r in results for f in r["forces"]],
-            "stress": np.concatenate([r["stress"] for r in results]),
-            "throughput": {
-                "structures": len(structures),
-                "atoms": atoms,
-                "batches": len(batches),
-                "seconds": seconds,
-                "structures_per_s": len(structures) / seconds,
-                "atoms_per_s": atoms / seconds,
-            },
+        result["throughput"] = {
+            "structures": len(structures),
+            "atoms": atoms,
+            "batches": calls,
+            "seconds": seconds,
+            "structures_per_s": len(structures) / seconds,
+            "atoms_per_s": atoms / seconds,
         }
+        return result
 
     def calculator(self, skin: float = DEFAULT_SKIN):
         """An ASE calculator that keeps a Verlet neighbour list with `skin` Å across MD steps."""
