@@ -57,8 +57,8 @@ class CompiledModel:
         structures = [structures] if isinstance(structures, Atoms) else list(structures)
         if not structures:
             raise MlffcError("compute needs at least one structure (an ase.Atoms or a list of them), got none")
-        groups = self.groups(structures, max_atoms)
         check_structures(structures, self.elements, allow_periodic=self.periodic)
+        groups = self.groups(structures, max_atoms)
         energy, forces, stress = [], [], []
         for group in groups:
             e, f, s = self.run(build_graph(group, self.cutoff))
@@ -93,9 +93,9 @@ class CompiledModel:
         structures = list(structures)
         if not structures:
             raise MlffcError("screen needs at least one structure")
-        calls = len(self.groups(structures, max_atoms))
         started = time.perf_counter()
         result = self.compute(structures, max_atoms)
+        calls = len(self.groups(structures, max_atoms))
         seconds = time.perf_counter() - started
         atoms = sum(len(a) for a in structures)
         result["throughput"] = {
