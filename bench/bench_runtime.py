@@ -73,6 +73,16 @@ def cpp_per_call(runner: Path, artifact: Path, atoms, repeat: int) -> dict:
     return json.loads(result.stdout)["timing"]
 
 
+def write_between_markers(doc: Path, table: str, begin: str, end: str) -> None:
+    """Replace what stands between the `begin` and `end` lines of `doc` with `table` (atomically)."""
+    text = doc.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{doc} lacks the {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    with atomic_path(doc) as tmp:
+        tmp.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", type=Path)
@@ -130,12 +140,7 @@ def main() -> None:
     ])
     print("\n" + table)
     if not args.no_docs:
-        text = DOCS.read_text()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"{DOCS} lacks the {BEGIN} ... {END} markers")
-        head, rest = text.split(BEGIN, 1)
-        with atomic_path(DOCS) as tmp:
-            tmp.write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
+        write_between_markers(DOCS, table, BEGIN, END)
         print(f"\nwrote the table into {DOCS}")
 
 

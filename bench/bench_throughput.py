@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
+from bench_runtime import write_between_markers
 from mlffc.data.clusters import molecular_cluster
 from mlffc.graph import build_graph
-from mlffc.io import atomic_path
 from mlffc.runtime import load
 from mlffc.structures import check_structures
 
@@ -174,15 +174,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_into(doc: Path, table: str) -> None:
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc} lacks the {BEGIN} ... {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    with atomic_path(doc) as tmp:
-        tmp.write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, default=None, help="a cpu artifact (default: compile ani1x-moment)")
@@ -216,7 +207,7 @@ def main() -> None:
     table = markdown(report)
     print("\n" + table)
     if args.write:
-        write_into(args.write, table)
+        write_between_markers(args.write, table, BEGIN, END)
         print(f"\nwrote the table into {args.write}")
 
 

@@ -6,7 +6,6 @@ exceeds its limit, so CI can gate on it; with an accuracy baseline (`--write-bas
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from mlffc.data.exchange import import_with_references, is_dataset_path
 from mlffc.data.storage import dataset_files, read_dataset
 from mlffc.check_settings import Limits, MdLimits, MdSettings
 from mlffc.errors import MlffcError
-from mlffc.io import sha256_file, write_json
+from mlffc.io import read_json, sha256_file, write_json
 from mlffc.metrics import (BASELINE_METRICS, concatenate, error_metrics, errors_by_category, frame_graphs, run_graphs,
                            structure_atoms, worst_difference)
 from mlffc.plots import parity_figure, pyplot, save_figure
@@ -196,10 +195,7 @@ def read_baseline(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise MlffcError(f"baseline not found: {path} (write one with `mlffc check ARTIFACT --data DATA --write-baseline {path}`)")
-    try:
-        baseline = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MlffcError(f"baseline {path} is not valid JSON: {exc}") from exc
+    baseline = read_json(path)
     if not isinstance(baseline, dict) or baseline.get("format") != BASELINE_FORMAT:
         found = baseline.get("format") if isinstance(baseline, dict) else type(baseline).__name__
         raise MlffcError(f"{path} is not an mlffc accuracy baseline (format {found!r}, expected {BASELINE_FORMAT!r}); "

@@ -84,6 +84,15 @@ def write_json(path: str | Path, payload: dict, strict: bool = True) -> None:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def read_json(path: str | Path):
+    """The JSON value in `path`; a file that is not valid JSON (or not UTF-8) is an MlffcError
+    naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MlffcError(f"{path} is not valid JSON: {exc}") from exc
+
+
 def _nulled(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None

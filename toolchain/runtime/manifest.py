@@ -14,7 +14,6 @@ machine, device or torch release, saying what to rebuild.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import platform
 import types
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mlffc.errors import MlffcError
-from mlffc.io import sha256_file, write_json
+from mlffc.io import read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 STUDENT_FILE = "student.safetensors"  # the eager student an artifact was compiled from, beside its payload
@@ -254,11 +253,7 @@ class Manifest(_Section):
             raise MlffcError(f"artifact not found: {artifact}")
         if not path.is_file():
             raise MlffcError(f"{artifact} is not an mlffc artifact: it has no {MANIFEST}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MlffcError(f"{path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data, where: str = "", source: str = MANIFEST) -> Manifest:
