@@ -1,4 +1,6 @@
-"""Checks every structure passes before a teacher, a student or an artifact sees it."""
+"""Checks every structure passes before a teacher, a student or an artifact sees it, and the one
+batcher (`atom_batches`) that packs structures into model calls and training batches by atom count.
+Torch-free, so the JAX teachers, the data tools and the runtime can all import it."""
 
 from __future__ import annotations
 
@@ -149,3 +151,48 @@ def _check_min_distance(atoms: Atoms, where: str) -> None:
             f"{where}: atoms {pair[0]} and {pair[1]} are {pair[2]:.3g} Å apart; "
             "positions must be in Å and atoms must not overlap"
         )
+
+
+def atom_batches(natoms: Sequence[int], max_atoms: int, order: Iterable[int] | None = None,
+                 periodic: Sequence[bool] | None = None, max_periodic_atoms: int | None = None,
+                 min_frames: int = 1) -> list[list[int]]:
+    """Index batches packed greedily by atom count: the indices in `order` (default all, as given)
+    join the current batch until the next would take it past `max_atoms`, so a larger structure
+    goes alone. With `periodic` (a flag per index) periodic and non-periodic indices are batched
+    apart, non-periodic batches first, so one call sees one kind; periodic ones up to
+    `max_periodic_atoms` if given. A batch closes only once it holds `min_frames` indices (one
+    per data-parallel process), even past max_atoms. Every index in `order` lands once."""
+    _check_count("max_atoms", max_atoms)
+    if max_periodic_atoms is not None:
+        _check_count("max_periodic_atoms", max_periodic_atoms)
+    _check_count("min_frames", min_frames)
+    order = range(len(natoms)) if order is None else [int(k) for k in order]
+    batches: list[list[int]] = []
+    for kind in (None,) if periodic is None else (False, True):
+        limit = max_periodic_atoms if kind and max_periodic_atoms is not None else max_atoms
+        current, size = [], 0
+        for k in order:
+            if kind is not None and bool(periodic[k]) != kind:
+                continue
+            n = int(natoms[k])
+            if len(current) >= min_frames and size + n > limit:
+                batches.append(current)
+                current, size = [], 0
+            current.append(k)
+            size += n
+        if current:
+            batches.append(current)
+    return batches
+
+
+def structure_batches(structures: Sequence[Atoms], max_atoms: int, order: Iterable[int] | None = None,
+                      max_periodic_atoms: int | None = None) -> list[list[int]]:
+    """`atom_batches` of ASE structures with periodic and non-periodic ones kept apart, as a
+    teacher's model call needs."""
+    return atom_batches([len(a) for a in structures], max_atoms, order, [bool(a.pbc.all()) for a in structures],
+                        max_periodic_atoms)
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MlffcError(f"{name} must be an integer >= 1, got {value!r}")

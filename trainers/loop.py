@@ -147,12 +147,13 @@ class StudentLabeller:
 
     def compute(self, structures):
         from mlffc.graph import build_graph
-        from mlffc.teachers.base import Labels, atom_batches
+        from mlffc.structures import structure_batches
+        from mlffc.teachers.base import Labels
 
         if not all(np.all(np.isfinite(s.positions)) for s in structures):
             raise MlffcError("the student's MD reached non-finite positions")
         energy, forces = np.empty(len(structures)), [None] * len(structures)
-        for batch in atom_batches(structures, self.max_atoms):
+        for batch in structure_batches(structures, self.max_atoms):
             e, f, _ = self.student(*build_graph([structures[k] for k in batch], self.student.cutoff).inputs())
             energy[batch] = e.detach().numpy()
             for k, part in zip(batch, np.split(f.detach().numpy().astype(np.float64), np.cumsum([len(structures[k]) for k in batch])[:-1])):

@@ -23,9 +23,8 @@ from mlffc.data.storage import SPLITS, Frames
 from mlffc.data.validate import MAX_ROBUST_Z, energy_robust_z
 from mlffc.errors import MlffcError
 from mlffc.progress import console, progress_bar
-from mlffc.structures import closest_pair
+from mlffc.structures import closest_pair, structure_batches
 from mlffc.teachers import Teacher
-from mlffc.teachers.base import atom_batches
 from mlffc.units import UNITS
 
 LABEL_BATCH_ATOMS = 4096  # atoms per teacher call (FeNNol's call size: padding then never grows past it)
@@ -210,7 +209,7 @@ def label(sampled: list[tuple[str, str, Atoms]], teacher: Teacher) -> Frames:
     labels = [None] * len(structures)
     with progress_bar() as progress:
         task = progress.add_task("labelling", total=len(structures), status=teacher.info.name)
-        for batch in atom_batches(structures, LABEL_BATCH_ATOMS):
+        for batch in structure_batches(structures, LABEL_BATCH_ATOMS):
             computed = teacher.compute([structures[k] for k in batch])
             forces = computed.split_forces()
             spreads = [None] * len(batch) if computed.forces_spread is None else np.split(
@@ -265,7 +264,7 @@ def add_hessian_labels(frames: Frames, teacher: Teacher, per_group: int, seed: i
     structures = [frames.atoms(k) for k, _ in picked]
     with progress_bar() as progress:
         task = progress.add_task("Hessian-vector labels", total=len(picked), status=teacher.info.name)
-        for batch in atom_batches(structures, LABEL_BATCH_ATOMS):
+        for batch in structure_batches(structures, LABEL_BATCH_ATOMS):
             chosen = [picked[slot] for slot in batch]
             hv = teacher.hessian_vector_products([structures[slot] for slot in batch], np.concatenate([v for _, v in chosen]))
             for (k, v), part in zip(chosen, np.split(hv, np.cumsum([len(v) for _, v in chosen])[:-1])):

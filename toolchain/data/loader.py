@@ -13,6 +13,7 @@ import torch
 
 from mlffc.data.storage import Frames
 from mlffc.graph import Graph, local_positions, neighbour_list
+from mlffc.structures import atom_batches
 
 # Workers are forked to inherit the cached neighbour lists; they run numpy and torch only, never
 # JAX, so JAX's warning about forking after it started its threads (labelling in the same
@@ -106,23 +107,15 @@ class GraphDataset(torch.utils.data.Dataset):
         shuffled, then packed within size buckets (atom counts within a factor of two), so
         batches fill up to max_atoms, then the batches shuffled."""
         natoms = self.frames.natoms
-        order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
+        order = None
         if rng is not None:
+            order = rng.permutation(len(self))
             order = order[np.argsort(np.log2(natoms[order]).astype(int), kind="stable")]
-        groups, current, size = [], [], 0
-        for k in order:
-            n = int(natoms[k])
-            if len(current) >= min_frames and size + n > max_atoms:
-                groups.append(np.array(current))
-                current, size = [], 0
-            current.append(k)
-            size += n
-        if current and groups and (len(current) < min_frames or 2 * size < max_atoms):
+        groups = [np.array(batch) for batch in atom_batches(natoms, max_atoms, order, min_frames=min_frames)]
+        if len(groups) > 1 and (len(groups[-1]) < min_frames or 2 * int(natoms[groups[-1]].sum()) < max_atoms):
             # a runt (too few frames for every process, or under half full) joins the last batch:
             # then the plan is the same for any number of processes when frames are under max_atoms / 2
-            groups[-1] = np.concatenate([groups[-1], current])
-        elif current:
-            groups.append(np.array(current))
+            groups[-2:] = [np.concatenate(groups[-2:])]
         return groups if rng is None else [groups[k] for k in rng.permutation(len(groups))]
 
 

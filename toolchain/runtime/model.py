@@ -21,7 +21,7 @@ from mlffc.runtime.backends import LOADERS
 from mlffc.runtime.calculator import MlffcCalculator
 from mlffc.runtime.manifest import Manifest, check_compatible, verify_payload
 from mlffc.runtime.neighbours import DEFAULT_SKIN
-from mlffc.structures import check_structures
+from mlffc.structures import atom_batches, check_structures
 from mlffc.errors import MlffcError
 
 Runner = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -53,49 +53,36 @@ class CompiledModel:
         """Labels for one structure or a batch: energy [B]; forces, one [n_atoms, 3] array per
         structure; stress [B, 3, 3] (zero for non-periodic structures). Every structure is checked
         first; then one compiled call per group of up to `max_atoms` atoms (default CALL_ATOMS
-        for the artifact's device; a larger structure goes alone)."""
+        for the artifact's device; a larger structure goes alone), structures in order."""
+        return self._compute(structures, max_atoms, "compute")[0]
+
+    def _compute(self, structures: Atoms | Sequence[Atoms], max_atoms: int | None, caller: str) -> tuple[dict, int]:
+        """`compute`'s labels and the number of compiled calls it made (`screen` reports it)."""
         structures = [structures] if isinstance(structures, Atoms) else list(structures)
         if not structures:
-            raise MlffcError("compute needs at least one structure (an ase.Atoms or a list of them), got none")
+            raise MlffcError(f"{caller} needs at least one structure (an ase.Atoms or a list of them), got none")
         check_structures(structures, self.elements, allow_periodic=self.periodic)
-        groups = self.groups(structures, max_atoms)
+        calls = atom_batches([len(a) for a in structures], CALL_ATOMS[self.device.type] if max_atoms is None else max_atoms)
         energy, forces, stress = [], [], []
-        for group in groups:
+        for call in calls:
+            group = [structures[k] for k in call]
             e, f, s = self.run(build_graph(group, self.cutoff))
             energy.append(e.cpu().numpy())
             forces.extend(np.split(f.cpu().numpy(), np.cumsum([len(a) for a in group])[:-1]))
             stress.append(s.cpu().numpy())
-        return {
+        labels = {
             "energy": np.concatenate(energy).astype(np.float64),
             "forces": [f.astype(np.float64) for f in forces],
             "stress": np.concatenate(stress).astype(np.float64),
         }
-
-    def groups(self, structures: Sequence[Atoms], max_atoms: int | None = None) -> list[list[Atoms]]:
-        """`structures` in order, in groups of up to `max_atoms` atoms (default CALL_ATOMS for the
-        artifact's device; a larger structure goes alone): one compiled call each."""
-        if max_atoms is None:
-            max_atoms = CALL_ATOMS[self.device.type]
-        if isinstance(max_atoms, bool) or not isinstance(max_atoms, int) or max_atoms < 1:
-            raise MlffcError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
-        groups, group, atoms_in_group = [], [], 0
-        for atoms in structures:
-            if group and atoms_in_group + len(atoms) > max_atoms:
-                groups.append(group)
-                group, atoms_in_group = [], 0
-            group.append(atoms)
-            atoms_in_group += len(atoms)
-        return groups + [group]
+        return labels, len(calls)
 
     def screen(self, structures: Iterable[Atoms], max_atoms: int | None = None) -> dict:
         """Labels for many structures (`compute`), plus `throughput`: structures/s and atoms/s
         over the whole call, checks and neighbour lists included, and the compiled calls made."""
         structures = list(structures)
-        if not structures:
-            raise MlffcError("screen needs at least one structure")
         started = time.perf_counter()
-        result = self.compute(structures, max_atoms)
-        calls = len(self.groups(structures, max_atoms))
+        result, calls = self._compute(structures, max_atoms, "screen")
         seconds = time.perf_counter() - started
         atoms = sum(len(a) for a in structures)
         result["throughput"] = {

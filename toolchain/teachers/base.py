@@ -12,7 +12,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlffc.errors import MlffcError
-from mlffc.structures import CHARGE_SPIN_KEYS, check_structures
+from mlffc.structures import CHARGE_SPIN_KEYS, check_structures, structure_batches
 from mlffc.units import UNITS
 
 
@@ -87,7 +87,7 @@ class Teacher(ABC):
         comes from one product with the d-th unit vector of each: 3 * max(n) products a batch."""
         structures = self._check_hessian(structures)
         hessians: list[np.ndarray] = [np.empty(0)] * len(structures)
-        for chunk in atom_batches(structures, HESSIAN_BATCH_ATOMS, order=np.argsort([len(a) for a in structures])):
+        for chunk in structure_batches(structures, HESSIAN_BATCH_ATOMS, order=np.argsort([len(a) for a in structures])):
             sizes = [3 * len(structures[k]) for k in chunk]
             starts = np.concatenate([[0], np.cumsum(sizes)])
             directions = np.zeros((max(sizes), starts[-1]))
@@ -133,30 +133,6 @@ def _refuse_charge_spin(structures: list[Atoms], name: str) -> None:
 
 
 HESSIAN_BATCH_ATOMS = 4096  # atoms per Hessian batch (sorted by size): 3 * (largest structure) products each
-
-
-def atom_batches(structures: Sequence[Atoms], max_atoms: int, order: Sequence[int] | None = None,
-                 max_periodic_atoms: int | None = None) -> list[list[int]]:
-    """Index groups of at most max_atoms atoms (max_periodic_atoms for periodic structures, if
-    given; a larger structure goes alone), periodic and non-periodic structures kept apart, so
-    one model call sees one kind; structures taken in `order` (default: as given)."""
-    groups: list[list[int]] = []
-    for periodic in (False, True):
-        limit = max_periodic_atoms if periodic and max_periodic_atoms else max_atoms
-        current, size = [], 0
-        for k in range(len(structures)) if order is None else order:
-            k = int(k)
-            atoms = structures[k]
-            if bool(atoms.pbc.all()) != periodic:
-                continue
-            if current and size + len(atoms) > limit:
-                groups.append(current)
-                current, size = [], 0
-            current.append(k)
-            size += len(atoms)
-        if current:
-            groups.append(current)
-    return groups
 
 
 class TeacherCalculator(Calculator):

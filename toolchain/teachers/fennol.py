@@ -13,7 +13,8 @@ from ase.data import chemical_symbols
 
 from mlffc.errors import MlffcError
 from mlffc.io import sha256_file
-from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches
+from mlffc.structures import structure_batches
+from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo
 from mlffc.units import HARTREE_TO_EV
 
 MAX_ATOMS_PER_CALL = 4096
@@ -111,7 +112,7 @@ class FennolTeacher(Teacher):
         forces_spread = [None] * len(structures)
         atomic = [None] * len(structures)
         stress = np.zeros((len(structures), 3, 3))
-        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
+        for chunk in structure_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
             e, de, f, df, s, ea = self._compute_chunk([structures[k] for k in chunk])
             energy[chunk], energy_spread[chunk], stress[chunk] = e, de, s
             for k, fk, dfk, eak in zip(chunk, f, df, ea):
@@ -133,7 +134,7 @@ class FennolTeacher(Teacher):
         vmapped call (the forward pass is shared by the directions of one call)."""
         products = np.empty_like(directions)
         offsets = np.concatenate([[0], np.cumsum([len(a) for a in structures])])
-        for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
+        for chunk in structure_batches(structures, MAX_ATOMS_PER_CALL, max_periodic_atoms=MAX_PERIODIC_ATOMS_PER_CALL):
             atoms_index = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in chunk])
             prepared, _ = self._prepare([structures[k] for k in chunk])
             true_atoms = np.asarray(prepared["true_atoms"])
@@ -164,7 +165,7 @@ class FennolTeacher(Teacher):
         return self._preprocessors[cells is not None].preprocess(**inputs), cells
 
     def _compute_chunk(self, structures: list[Atoms]):
-        """One model call on structures that are all periodic or all not (atom_batches sees to it)."""
+        """One model call on structures that are all periodic or all not (structure_batches sees to it)."""
         natoms = np.array([len(a) for a in structures], dtype=np.int32)
         prepared, cells = self._prepare(structures)
         periodic = cells is not None

@@ -18,8 +18,8 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from mlffc.errors import MlffcError
 from mlffc.io import sha256_file
-from mlffc.structures import charge_and_spin
-from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo, atom_batches
+from mlffc.structures import charge_and_spin, structure_batches
+from mlffc.teachers.base import Capabilities, Labels, Teacher, TeacherInfo
 
 CUTOFF = 6.0  # Å, SystemConfig.radius of every Orb model
 ELEMENTS = tuple(chemical_symbols[1:118])  # the atom embedding is a one-hot over Z < 118
@@ -142,7 +142,7 @@ class OrbTeacher(Teacher):
         forces: list[np.ndarray] = [np.empty(0)] * len(structures)
         stress = np.zeros((len(structures), 3, 3))
         with default_dtype(self._dtype), torch.set_grad_enabled(self._conservative):
-            for chunk in atom_batches(structures, MAX_ATOMS_PER_CALL):
+            for chunk in structure_batches(structures, MAX_ATOMS_PER_CALL):
                 graphs = [ase_atoms_to_atom_graphs(plain[k], model.system_config) for k in chunk]
                 out = model.predict(batch_graphs(graphs))
                 energy[chunk] = _numpy(out["energy"]).reshape(-1)
