@@ -38,6 +38,21 @@ def plugin(request, tmp_path_factory) -> Path:
     return build_lammps(Path(folder("lammps-plugin-build")), Path(folder("runtime-cpp-build")), quiet=True)
 
 
+@pytest.fixture(scope="session")
+def local_artifact(tmp_path_factory, small_data) -> Path:
+    """A strictly local student (one interaction: an atom's energy sees one cutoff), trained for
+    one epoch and compiled: what domain decomposition over several ranks can split."""
+    from mlffc.compiler import compile_student, resolve_target
+    from mlffc.trainers import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("local-run")
+    config = TrainConfig(data=str(small_data), epochs=1, student={"channels": 4, "hidden": [16], "interactions": 1}, max_atoms_per_batch=128)
+    train(config, out)
+    artifact = tmp_path_factory.mktemp("artifacts") / "cpu-local"
+    compile_student(out / "student.safetensors", resolve_target("cpu"), artifact, small_data)
+    return artifact
+
+
 def write_data(path: Path, atoms: Atoms, elements: list[str]) -> str:
     """A LAMMPS data file (atom style atomic, types in `elements` order) and its boundary: the cell
     as LAMMPS's triclinic box when periodic (the cells here are already lower-triangular), else a
@@ -150,6 +165,22 @@ def test_errors_name_the_problem(plugin, artifact, tmp_path):
     }
     for (message, spec), result in zip(cases.items(), run_lammps(list(cases.values()), tmp_path)):
         assert message in result.get("error", ""), (message, result)
+
+
+def test_two_ranks_give_the_python_runtime_numbers_for_a_local_model(plugin, local_artifact, tmp_path):
+    """Two MPI ranks split the box: ghost atoms are graph nodes and their forces go back to their
+    owners. The periodic water box and the thin triclinic cell give the Python runtime's numbers,
+    and 200 NVE steps (atoms crossing between the ranks' domains) conserve energy."""
+    model = load(local_artifact)
+    structures = {"water": water_box(), "triclinic": triclinic_box()}
+    nve = {"steps": 200, "every": 20, "timestep": 0.00025, "temperature": 300}
+    cases = [case(plugin, local_artifact, atoms, tmp_path, name, nve=nve if name == "water" else None) for name, atoms in structures.items()]
+    results = run_lammps(cases, tmp_path, ranks=2)
+    for result, (name, atoms) in zip(results, structures.items()):
+        assert result.get("procs") == 2, result
+        assert_matches(result, atoms, model.compute(atoms))
+    etotal = np.array(results[0]["etotal"])
+    assert np.abs(etotal - etotal[0]).max() < 1e-3 * len(structures["water"]), etotal - etotal[0]
 
 
 def test_two_ranks_refuse_a_message_passing_model(plugin, artifact, tmp_path):
