@@ -17,7 +17,7 @@ from ase.data import atomic_masses, atomic_numbers
 from mlffc.data.clusters import molecular_cluster
 from mlffc.runtime import load
 from mlffc.runtime.build_cpp import missing_tools
-from mlffc.runtime.build_lammps import build_lammps, lammps_environment, mpi_library_dir
+from mlffc.runtime.build_lammps import build_lammps, lammps_environment
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +163,7 @@ def test_errors_name_the_problem(plugin, artifact, tmp_path):
         f"artifact not found: {tmp_path / 'none'}": case(plugin, tmp_path / "none", water, tmp_path, "none", ("O", "H")),
         "artifact built with torch 2.99.0": case(plugin, mismatched, water, tmp_path, "torch", ("O", "H")),
     }
-    for (message, spec), result in zip(cases.items(), run_lammps(list(cases.values()), tmp_path)):
+    for message, result in zip(cases, run_lammps(list(cases.values()), tmp_path)):
         assert message in result.get("error", ""), (message, result)
 
 
