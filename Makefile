@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench cpp clean
+.PHONY: install demo test bench cpp lammps clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ bench: install
 # The C++ runtime (runtime-cpp/) against the wheel's libtorch: build/runtime-cpp/{libmlffc.so,mlffc-run}
 cpp: install
 	$(BIN)/python -m mlffc.runtime.build_cpp
+
+# pair_style mlffc for LAMMPS (lammps-plugin/, over libmlffc; docs/lammps.md): build/lammps-plugin/mlffc_lammps.so
+lammps: install
+	$(BIN)/python -m mlffc.runtime.build_lammps
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache build

@@ -139,6 +139,15 @@ Manifest read_manifest(const std::string& artifact) {
   manifest.cutoff = fields.number("model.cutoff");
   if (!(manifest.cutoff > 0) || !std::isfinite(manifest.cutoff)) throw Error(path + ": model.cutoff must be finite and positive");
   manifest.periodic = fields.boolean("capabilities.periodic");
+  // the students' depths (toolchain/students): behler is local; moment has config.interactions
+  // steps and painn config.layers
+  std::string architecture = fields.string("model.architecture");
+  if (architecture == "behler") {
+    manifest.interactions = 1;
+  } else if (architecture == "moment" || architecture == "painn") {
+    manifest.interactions = fields.integer(architecture == "moment" ? "model.config.interactions" : "model.config.layers");
+    if (manifest.interactions < 1) throw Error(path + ": the model's message-passing depth must be >= 1");
+  }
   bool listed = std::any_of(manifest.payload.begin(), manifest.payload.end(), [&](const auto& p) { return p.first == manifest.entry; });
   if (!listed) throw Error(path + ": the backend entry " + manifest.entry + " has no hash in payload");
   for (const auto& library : manifest.libraries) {

@@ -25,6 +25,9 @@ struct Manifest {
   std::vector<int> species;  // model.species
   double cutoff = 0.0;       // model.cutoff, Å
   bool periodic = false;     // capabilities.periodic
+  // How many cutoffs an atom's energy reaches (message-passing steps), from model.architecture and
+  // model.config: 1 for a strictly local model; 0 when the architecture is not one this runtime knows.
+  int interactions = 0;
 };
 
 // Reads and validates ARTIFACT/manifest.json; throws mlffc::Error naming the file and field.

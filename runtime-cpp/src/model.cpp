@@ -97,6 +97,33 @@ struct Model::Impl {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   std::vector<bool> supported = std::vector<bool>(kMaxZ + 1, false);
   std::string supported_names;
+
+  // At least one atom, each of a supported element at a finite position.
+  void check_atoms(int64_t n, const int32_t* species, const double* positions) const {
+    if (n <= 0) throw Error("the structure has no atoms");
+    if (species == nullptr || positions == nullptr) throw Error("species and positions must not be null");
+    for (int64_t i = 0; i < n; ++i) {
+      int z = species[i];
+      if (z < 1 || z > kMaxZ || !supported[z]) {
+        throw Error("atom " + std::to_string(i) + ": element " + (z >= 1 && z <= kMaxZ ? element_symbol(z) : "Z=" + std::to_string(z)) +
+                    " is not supported (supported: " + supported_names + ")");
+      }
+      for (int d = 0; d < 3; ++d) {
+        if (!std::isfinite(positions[3 * i + d])) throw Error("position of atom " + std::to_string(i) + " is NaN or infinite");
+      }
+    }
+  }
+
+  // The compiled graph: energy [B], forces [N, 3], stress [B, 3, 3].
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) {
+    std::vector<at::Tensor> outputs;
+    {
+      c10::InferenceMode guard;
+      outputs = loader->run(inputs);
+    }
+    if (outputs.size() != 3) throw Error("the compiled model returned " + std::to_string(outputs.size()) + " outputs, expected 3");
+    return outputs;
+  }
 };
 
 Model::Model(const std::string& artifact, int threads) : impl_(std::make_unique<Impl>()) {
@@ -131,21 +158,14 @@ Model::~Model() = default;
 
 double Model::cutoff() const { return impl_->manifest.cutoff; }
 
+bool Model::periodic() const { return impl_->manifest.periodic; }
+
+int Model::interactions() const { return impl_->manifest.interactions; }
+
 const std::vector<int>& Model::species() const { return impl_->manifest.species; }
 
 Result Model::compute(int64_t n, const int32_t* species, const double* positions, const double* cell, bool periodic) {
-  if (n <= 0) throw Error("the structure has no atoms");
-  if (species == nullptr || positions == nullptr) throw Error("species and positions must not be null");
-  for (int64_t i = 0; i < n; ++i) {
-    int z = species[i];
-    if (z < 1 || z > kMaxZ || !impl_->supported[z]) {
-      throw Error("atom " + std::to_string(i) + ": element " + (z >= 1 && z <= kMaxZ ? element_symbol(z) : "Z=" + std::to_string(z)) +
-                  " is not supported (supported: " + impl_->supported_names + ")");
-    }
-    for (int d = 0; d < 3; ++d) {
-      if (!std::isfinite(positions[3 * i + d])) throw Error("position of atom " + std::to_string(i) + " is NaN or infinite");
-    }
-  }
+  impl_->check_atoms(n, species, positions);
   if (periodic) {
     if (!impl_->manifest.periodic) throw Error("periodic cells are not supported by this model");
     if (cell == nullptr) throw Error("periodic structure without a cell");
@@ -219,18 +239,76 @@ Result Model::compute(int64_t n, const int32_t* species, const double* positions
   result.edges = edges;
 
   started = std::chrono::steady_clock::now();
-  std::vector<at::Tensor> outputs;
-  {
-    c10::InferenceMode guard;
-    outputs = impl_->loader->run({positions_tensor, species_tensor, edge_index, shifts, cell_tensor, batch});
-  }
+  std::vector<at::Tensor> outputs = impl_->run({positions_tensor, species_tensor, edge_index, shifts, cell_tensor, batch});
   result.model_seconds = seconds_since(started);
-  if (outputs.size() != 3) throw Error("the compiled model returned " + std::to_string(outputs.size()) + " outputs, expected 3");
   result.energy = outputs[0].to(at::kDouble).item<double>();
   auto forces = outputs[1].to(at::kDouble).contiguous();
   result.forces.assign(forces.data_ptr<double>(), forces.data_ptr<double>() + 3 * n);
   auto stress = outputs[2].to(at::kDouble).contiguous();
   std::copy(stress.data_ptr<double>(), stress.data_ptr<double>() + 9, result.stress.begin());
+  return result;
+}
+
+GraphResult Model::compute_edges(int64_t n, const int32_t* species, const double* positions, const Edges& edges,
+                                 const int64_t* structure, int64_t structures) {
+  impl_->check_atoms(n, species, positions);
+  if (structures < 1) throw Error("structures must be >= 1, got " + std::to_string(structures));
+  const int64_t count = static_cast<int64_t>(edges.size());
+  if (static_cast<int64_t>(edges.neighbour.size()) != count || static_cast<int64_t>(edges.offsets.size()) != 3 * count) {
+    throw Error("edges: centre [E], neighbour [E] and offsets [E, 3] disagree in length");
+  }
+  // centred in double as compute centres an open structure: float32 then keeps the vectors' precision
+  std::vector<double> local = local_positions(n, positions, nullptr, false);
+  auto edge_index = at::empty({2, count}, at::kLong);
+  auto shifts = at::empty({count, 3}, at::kFloat);
+  int64_t* ei = edge_index.data_ptr<int64_t>();
+  float* sh = shifts.data_ptr<float>();
+  for (int64_t e = 0; e < count; ++e) {
+    int64_t i = edges.centre[e], j = edges.neighbour[e];
+    if (i < 0 || i >= n || j < 0 || j >= n) throw Error("edge " + std::to_string(e) + " names an atom outside 0.." + std::to_string(n - 1));
+    if (e > 0 && i < edges.centre[e - 1]) throw Error("edges must be sorted by centre atom (edge " + std::to_string(e) + ")");
+    ei[e] = i;
+    ei[count + e] = j;
+    double r2 = 0;
+    for (int d = 0; d < 3; ++d) {
+      double offset = edges.offsets[3 * e + d];
+      sh[3 * e + d] = static_cast<float>(offset);
+      double r = local[3 * j + d] - local[3 * i + d] + offset;
+      r2 += r * r;
+    }
+    if (r2 < kMinDistance * kMinDistance) {
+      throw Error("atoms " + std::to_string(i) + " and " + std::to_string(j) + " are " + std::to_string(std::sqrt(r2)) +
+                  " Å apart; positions must be in Å and atoms must not overlap");
+    }
+  }
+  auto positions_tensor = at::empty({n, 3}, at::kFloat);
+  auto species_tensor = at::empty({n}, at::kLong);
+  auto batch = at::zeros({n}, at::kLong);
+  float* xp = positions_tensor.data_ptr<float>();
+  int64_t* zp = species_tensor.data_ptr<int64_t>();
+  int64_t* bp = batch.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    zp[i] = species[i];
+    for (int d = 0; d < 3; ++d) xp[3 * i + d] = static_cast<float>(local[3 * i + d]);
+    if (structure != nullptr) {
+      if (structure[i] < 0 || structure[i] >= structures) {
+        throw Error("atom " + std::to_string(i) + " is in group " + std::to_string(structure[i]) + " of " + std::to_string(structures));
+      }
+      bp[i] = structure[i];
+    }
+  }
+  // unit cells: the model's shift @ cell is then the offset itself, and its stress (virial over
+  // the volume) the virial
+  auto cell = at::eye(3, at::kFloat).expand({structures, 3, 3}).contiguous();
+  std::vector<at::Tensor> outputs = impl_->run({positions_tensor, species_tensor, edge_index, shifts, cell, batch});
+  GraphResult result;
+  auto energy = outputs[0].to(at::kDouble).contiguous();
+  result.energy.assign(energy.data_ptr<double>(), energy.data_ptr<double>() + structures);
+  auto forces = outputs[1].to(at::kDouble).contiguous();
+  result.forces.assign(forces.data_ptr<double>(), forces.data_ptr<double>() + 3 * n);
+  auto virial = outputs[2].to(at::kDouble).contiguous();
+  result.virial.resize(structures);
+  for (int64_t b = 0; b < structures; ++b) std::copy(virial.data_ptr<double>() + 9 * b, virial.data_ptr<double>() + 9 * (b + 1), result.virial[b].begin());
   return result;
 }
 

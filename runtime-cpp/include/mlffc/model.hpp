@@ -42,6 +42,22 @@ struct Result {
   double model_seconds = 0.0;          // time in the compiled model
 };
 
+// A graph the caller built from its own neighbour list (an MD engine's, with its ghost atoms):
+// directed edges centre -> neighbour with r_ij = x_j - x_i + offset_ij, the offset (Å) being the
+// displacement of a periodic image (zero between atoms given by their own positions).
+struct Edges {
+  std::vector<int64_t> centre;
+  std::vector<int64_t> neighbour;
+  std::vector<double> offsets;  // [E, 3] Å
+  std::size_t size() const { return centre.size(); }
+};
+
+struct GraphResult {
+  std::vector<double> energy;                // [structures] eV: the energies of each group's atoms
+  std::vector<double> forces;                // [n, 3] eV/Å: minus the gradient of the summed energy
+  std::vector<std::array<double, 9>> virial; // [structures] sum over edges centred in the group of dE/dr_ij (x) r_ij, eV
+};
+
 class MLFFC_API Model {
  public:
   // Reads ARTIFACT/manifest.json, checks payload hashes and that this build can run it (torch
@@ -56,8 +72,17 @@ class MLFFC_API Model {
   // periodic); periodic: all three directions or none.
   Result compute(int64_t n, const int32_t* species, const double* positions, const double* cell, bool periodic);
 
+  // The compiled model on a caller-built graph: atoms in `structures` groups by `structure` [n]
+  // (null: one group), so that atoms with no edges centred on them (ghosts) can be kept out of
+  // the energy that counts. Checks species, finite positions and overlapping atoms as compute does.
+  GraphResult compute_edges(int64_t n, const int32_t* species, const double* positions, const Edges& edges,
+                            const int64_t* structure = nullptr, int64_t structures = 1);
+
   double cutoff() const;
   const std::vector<int>& species() const;
+  bool periodic() const;   // capabilities.periodic: the model was trained on periodic cells
+  // How many cutoffs an atom's energy reaches (message-passing steps; 1 for a local model, 0 unknown).
+  int interactions() const;
 
  private:
   struct Impl;
