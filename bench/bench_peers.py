@@ -56,6 +56,10 @@ DEFAULT_SIZES = (30, 300, 1000, 3000)
 TOY_SIZES = (30, 300)
 TOY_FRAMES = {"train": 60, "val": 10, "test": 10}
 CUTOFF = 4.0  # Å, both peers
+# Cell given to non-periodic frames in the exported files (pbc stays false, so no images and no
+# change to any label): nequip-compile checks its compiled stress against eager on a training
+# frame, and with a zero cell both are NaN (volume 0), which fails the check.
+BOX = 50.0  # Å
 # Data made when --data is not given: the bundled G2/S22 seeds, few samples each (~800 frames).
 DEFAULT_DATA_ARGS = ["--seeds", "molecules", "--limit", "120", "--mutants-per-seed", "0", "--rattles-per-scale", "1",
                      "--normal-modes", "1", "--md-steps", "16", "--packed", "4"]
@@ -142,7 +146,9 @@ def prepare_data(args, work: Path) -> dict:
             raise MlffcError(f"{args.data}: its {name} split is empty; the peers need train, val and test frames")
         path = data_dir / f"{name}.extxyz"
         if not path.exists():
-            export_extxyz(part, path)
+            boxed = part.select(np.arange(len(part)))  # a copy: the box is for the peers' files only
+            boxed.cell[~boxed.pbc.any(axis=1)] = np.eye(3) * BOX
+            export_extxyz(boxed, path)
         splits[name] = part
     train = splits["train"]
     counts = np.stack([np.bincount(train.numbers[train.offsets[k]:train.offsets[k + 1]], minlength=max(elements) + 1)[elements]
