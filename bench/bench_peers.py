@@ -244,7 +244,20 @@ def train_nequip(venv: Path, data: dict, seconds: float, work: Path) -> dict:
          "--device", "cpu", "--target", "ase"], directory / "compile.log", env=peer_env("nequip"), cwd=directory)
     epochs = sorted(run_dir.glob("lightning_logs/version_*/metrics.csv"))
     return {"model": str(model), "train_seconds": trained, "epochs": count_epochs(epochs[-1]) if epochs else None,
+            "parameters": nequip_parameters(venv, run_dir / "best.ckpt"),
             "size": "2 layers, l_max 1, 16 features (parity), r_max 4 Å", "compiled": "nequip-compile aotinductor (--target ase)"}
+
+
+def nequip_parameters(venv: Path, checkpoint: Path) -> int:
+    """Trainable parameters of a nequip-train checkpoint: its EMA copies, one per parameter
+    (read in the peer's environment; a Lightning checkpoint is a pickle, loaded only there)."""
+    script = ("import sys, torch; sd = torch.load(sys.argv[1], map_location='cpu', weights_only=False)['state_dict']; "
+              "print(sum(v.numel() for k, v in sd.items() if k.startswith('ema.ema_weight_')))")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", script, str(checkpoint)], capture_output=True, text=True,
+                            env=peer_env("nequip"))
+    if result.returncode != 0:
+        raise MlffcError(f"could not count the parameters of {checkpoint}: {result.stderr.strip()[-300:]}")
+    return int(result.stdout.split()[-1])
 
 
 def count_epochs(metrics_csv: Path) -> int | None:
@@ -306,8 +319,9 @@ def evaluate_peer(peer: str, venv: Path, trained: dict, data: dict, clusters: Pa
     result = json.loads((out / "result.json").read_text())
     with np.load(out / "predictions.npz") as p:
         energy, forces = p["energy"], p["forces"]
-    return {"speed": {int(k): v["median_ms"] for k, v in result["speed"].items()}, "how": result["how"],
-            "parameters": result["parameters"], "test": score(energy, forces, data["test"])}
+    measured = {"speed": {int(k): v["median_ms"] for k, v in result["speed"].items()}, "how": result["how"],
+                "test": score(energy, forces, data["test"])}
+    return measured | ({"parameters": result["parameters"]} if result["parameters"] is not None else {})
 
 
 def score(energy, forces, test) -> dict:
